@@ -1,0 +1,413 @@
+//! Keys: public keys in signed-note `vkey` form, the [`Signer`] trait the
+//! ledger signs through, and software signers whose 32-byte seeds live in
+//! 0600 files and whose expanded keys are mlocked and zeroised.
+//!
+//! A TPM-sealed or HSM-held key implements [`Signer`] in the `hw` crate; the
+//! ledger cannot tell the difference.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use fips204::ml_dsa_65;
+use fips204::traits::{KeyGen, SerDes, Signer as _, Verifier as _};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::note::check_key_name;
+use crate::secure_mem::Locked;
+
+/// ML-DSA-65 context for record signatures.
+pub const CTX_RECORD: &[u8] = b"cairn/record/v1";
+/// ML-DSA-65 context for checkpoint signatures.
+pub const CTX_CHECKPOINT: &[u8] = b"cairn/checkpoint/v1";
+/// ML-DSA-65 context for key certificates (identity key over operational key).
+pub const CTX_KEY_CERTIFICATE: &[u8] = b"cairn/key-certificate/v1";
+
+/// The 4-byte key id of signed notes: the first four bytes of
+/// SHA-256(name ‖ "\n" ‖ type ‖ public key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 4]);
+
+/// A signature algorithm and its signed-note type byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Ed25519 (signed-note type 0x01), for co-signatures that existing
+    /// note verifiers and witnesses accept.
+    Ed25519,
+    /// ML-DSA-65, FIPS 204 (cairn's signed-note type 0xC5, see FORMAT.md).
+    MlDsa65,
+}
+
+impl Algorithm {
+    /// The signed-note signature type byte.
+    pub fn note_type(self) -> u8 {
+        match self {
+            Algorithm::Ed25519 => 0x01,
+            Algorithm::MlDsa65 => 0xC5,
+        }
+    }
+
+    fn from_note_type(t: u8) -> Option<Self> {
+        match t {
+            0x01 => Some(Algorithm::Ed25519),
+            0xC5 => Some(Algorithm::MlDsa65),
+            _ => None,
+        }
+    }
+
+    /// The public-key length in bytes.
+    pub fn public_len(self) -> usize {
+        match self {
+            Algorithm::Ed25519 => 32,
+            Algorithm::MlDsa65 => ml_dsa_65::PK_LEN,
+        }
+    }
+
+    /// The signature length in bytes.
+    pub fn signature_len(self) -> usize {
+        match self {
+            Algorithm::Ed25519 => 64,
+            Algorithm::MlDsa65 => ml_dsa_65::SIG_LEN,
+        }
+    }
+
+    /// A short human name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::MlDsa65 => "ml-dsa-65",
+        }
+    }
+
+    fn from_label(s: &str) -> Option<Self> {
+        match s {
+            "ed25519" => Some(Algorithm::Ed25519),
+            "ml-dsa-65" => Some(Algorithm::MlDsa65),
+            _ => None,
+        }
+    }
+}
+
+/// A named public key, as it appears in a signed-note verifier key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    name: String,
+    algorithm: Algorithm,
+    bytes: Vec<u8>,
+    key_id: KeyId,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({} {} {})", self.name, self.algorithm.label(), self.fingerprint())
+    }
+}
+
+impl PublicKey {
+    /// A public key from its parts; checks the name and the key length.
+    pub fn new(name: &str, algorithm: Algorithm, bytes: Vec<u8>) -> Result<Self> {
+        check_key_name(name)?;
+        if bytes.len() != algorithm.public_len() {
+            return Err(Error::malformed(
+                "public key",
+                format!(
+                    "{} key is {} bytes, expected {}",
+                    algorithm.label(),
+                    bytes.len(),
+                    algorithm.public_len()
+                ),
+            ));
+        }
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update(b"\n");
+        h.update([algorithm.note_type()]);
+        h.update(&bytes);
+        let d = h.finalize();
+        Ok(PublicKey {
+            name: name.to_string(),
+            algorithm,
+            bytes,
+            key_id: KeyId([d[0], d[1], d[2], d[3]]),
+        })
+    }
+
+    /// Parses a verifier key `name+hex(key id)+base64(type ‖ key)`.
+    pub fn from_vkey(vkey: &str) -> Result<Self> {
+        let mut parts = vkey.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::malformed("verifier key", "expected name+id+key"));
+        };
+        let raw = B64
+            .decode(key)
+            .map_err(|_| Error::malformed("verifier key", "key is not base64"))?;
+        let (&t, bytes) = raw
+            .split_first()
+            .ok_or_else(|| Error::malformed("verifier key", "empty key"))?;
+        let algorithm = Algorithm::from_note_type(t).ok_or_else(|| {
+            Error::malformed("verifier key", format!("unknown signature type 0x{t:02x}"))
+        })?;
+        let pk = PublicKey::new(name, algorithm, bytes.to_vec())?;
+        if id != hex::encode(pk.key_id.0) {
+            return Err(Error::malformed("verifier key", "key id does not match the key"));
+        }
+        Ok(pk)
+    }
+
+    /// The verifier key string, `name+hex(key id)+base64(type ‖ key)`.
+    pub fn vkey(&self) -> String {
+        let mut raw = Vec::with_capacity(1 + self.bytes.len());
+        raw.push(self.algorithm.note_type());
+        raw.extend_from_slice(&self.bytes);
+        format!("{}+{}+{}", self.name, hex::encode(self.key_id.0), B64.encode(raw))
+    }
+
+    /// SHA-256 over type ‖ key, hex: the fingerprint to compare out of band.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update([self.algorithm.note_type()]);
+        h.update(&self.bytes);
+        hex::encode(h.finalize())
+    }
+
+    /// The key name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The raw public key.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The signed-note key id.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Verifies `sig` over `msg`. `ctx` is the ML-DSA context string; Ed25519
+    /// signs the message alone (signed-note's convention) and ignores it.
+    pub fn verify(&self, msg: &[u8], sig: &[u8], ctx: &[u8]) -> bool {
+        match self.algorithm {
+            Algorithm::MlDsa65 => {
+                let (Ok(pk_bytes), Ok(sig)) = (
+                    <[u8; ml_dsa_65::PK_LEN]>::try_from(self.bytes.as_slice()),
+                    <[u8; ml_dsa_65::SIG_LEN]>::try_from(sig),
+                ) else {
+                    return false;
+                };
+                match ml_dsa_65::PublicKey::try_from_bytes(pk_bytes) {
+                    Ok(pk) => pk.verify(msg, &sig, ctx),
+                    Err(_) => false,
+                }
+            }
+            Algorithm::Ed25519 => {
+                let (Ok(pk), Ok(sig)) = (
+                    <[u8; 32]>::try_from(self.bytes.as_slice()),
+                    ed25519_dalek::Signature::from_slice(sig),
+                ) else {
+                    return false;
+                };
+                match ed25519_dalek::VerifyingKey::from_bytes(&pk) {
+                    Ok(vk) => vk.verify_strict(msg, &sig).is_ok(),
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+}
+
+/// Something that signs with one key. The ledger signs only through this
+/// trait, so the key may live in software, a TPM-sealed blob or an HSM.
+pub trait Signer: Send + Sync {
+    /// The public half, with its note name.
+    fn public_key(&self) -> &PublicKey;
+    /// Signs `msg` with ML-DSA context `ctx` (ignored by Ed25519). An error
+    /// means no signature was made (device lost, key unusable).
+    fn sign(&self, msg: &[u8], ctx: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// A software ML-DSA-65 key, expanded from a 32-byte seed, mlocked.
+pub struct SoftwareMlDsa65 {
+    public: PublicKey,
+    secret: Locked<ml_dsa_65::PrivateKey>,
+}
+
+impl SoftwareMlDsa65 {
+    /// Derives the key pair from a seed (FIPS 204 `ML-DSA.KeyGen_internal`).
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self> {
+        let (pk, sk) = ml_dsa_65::KG::keygen_from_seed(seed);
+        Ok(SoftwareMlDsa65 {
+            public: PublicKey::new(name, Algorithm::MlDsa65, pk.into_bytes().to_vec())?,
+            secret: Locked::new(sk),
+        })
+    }
+}
+
+impl Signer for SoftwareMlDsa65 {
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn sign(&self, msg: &[u8], ctx: &[u8]) -> Result<Vec<u8>> {
+        self.secret
+            .try_sign(msg, ctx)
+            .map(|s| s.to_vec())
+            .map_err(|e| Error::Signer {
+                key: self.public.name.clone(),
+                why: e.to_string(),
+            })
+    }
+}
+
+/// A software Ed25519 key (for co-signing checkpoints), mlocked.
+pub struct SoftwareEd25519 {
+    public: PublicKey,
+    secret: Locked<ed25519_dalek::SigningKey>,
+}
+
+impl SoftwareEd25519 {
+    /// The key pair for a 32-byte seed.
+    pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self> {
+        let sk = ed25519_dalek::SigningKey::from_bytes(seed);
+        Ok(SoftwareEd25519 {
+            public: PublicKey::new(name, Algorithm::Ed25519, sk.verifying_key().to_bytes().to_vec())?,
+            secret: Locked::new(sk),
+        })
+    }
+}
+
+impl Signer for SoftwareEd25519 {
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn sign(&self, msg: &[u8], _ctx: &[u8]) -> Result<Vec<u8>> {
+        use ed25519_dalek::Signer as _;
+        Ok(self.secret.sign(msg).to_bytes().to_vec())
+    }
+}
+
+/// Header of a secret key file; the second line is the base64 seed.
+const SECRET_HEADER: &str = "cairn-secret-key/v1";
+
+/// Creates a secret key file (mode 0600, refusing to overwrite) holding a
+/// fresh random seed, and returns the signer.
+pub fn create_key_file(path: &Path, algorithm: Algorithm, name: &str) -> Result<Box<dyn Signer>> {
+    check_key_name(name)?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(seed.as_mut()).map_err(|e| Error::Signer {
+        key: name.to_string(),
+        why: format!("no randomness for a new key: {e}"),
+    })?;
+    let signer = signer_from_seed(algorithm, name, &seed)?;
+    let body = Zeroizing::new(format!(
+        "{SECRET_HEADER} {} {name}\n{}\n",
+        algorithm.label(),
+        B64.encode(seed.as_ref())
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(body.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    Ok(signer)
+}
+
+/// Loads a secret key file, refusing one that group or others can read.
+pub fn load_key_file(path: &Path) -> Result<Box<dyn Signer>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Invalid(format!(
+            "{}: secret key file has mode {mode:04o}; it must be 0600 (chmod 600 it, or make a new key)",
+            path.display()
+        )));
+    }
+    if meta.len() > 4096 {
+        return Err(Error::malformed("secret key file", format!("{} is too large", path.display())));
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
+    let bad = |why: &str| Error::malformed("secret key file", format!("{}: {why}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(' ').collect();
+    let [h, alg, name] = header.as_slice() else {
+        return Err(bad("first line must be 'cairn-secret-key/v1 ALGORITHM NAME'"));
+    };
+    if *h != SECRET_HEADER {
+        return Err(bad("not a cairn secret key"));
+    }
+    let algorithm = Algorithm::from_label(alg).ok_or_else(|| bad("unknown algorithm"))?;
+    let raw = Zeroizing::new(
+        B64.decode(lines.next().unwrap_or_default())
+            .map_err(|_| bad("seed is not base64"))?,
+    );
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+        raw.as_slice()
+            .try_into()
+            .map_err(|_| bad("seed must be 32 bytes"))?,
+    );
+    signer_from_seed(algorithm, name, &seed)
+}
+
+fn signer_from_seed(algorithm: Algorithm, name: &str, seed: &[u8; 32]) -> Result<Box<dyn Signer>> {
+    Ok(match algorithm {
+        Algorithm::MlDsa65 => Box::new(SoftwareMlDsa65::from_seed(name, seed)?),
+        Algorithm::Ed25519 => Box::new(SoftwareEd25519::from_seed(name, seed)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ml_dsa_sign_verify_with_context() {
+        let k = SoftwareMlDsa65::from_seed("log.example", &[1; 32]).unwrap();
+        let sig = k.sign(b"msg", CTX_RECORD).unwrap();
+        assert_eq!(sig.len(), 3309);
+        assert!(k.public_key().verify(b"msg", &sig, CTX_RECORD));
+        assert!(!k.public_key().verify(b"msg", &sig, CTX_CHECKPOINT));
+        assert!(!k.public_key().verify(b"msh", &sig, CTX_RECORD));
+    }
+
+    #[test]
+    fn vkey_round_trips_and_rejects_a_wrong_id() {
+        for k in [
+            Box::new(SoftwareMlDsa65::from_seed("a.example/log", &[2; 32]).unwrap()) as Box<dyn Signer>,
+            Box::new(SoftwareEd25519::from_seed("a.example/log", &[2; 32]).unwrap()),
+        ] {
+            let v = k.public_key().vkey();
+            assert_eq!(&PublicKey::from_vkey(&v).unwrap(), k.public_key());
+            let mut bad = v.clone();
+            bad.replace_range(v.find('+').unwrap() + 1..v.find('+').unwrap() + 3, "zz");
+            assert!(PublicKey::from_vkey(&bad).is_err());
+        }
+    }
+
+    #[test]
+    fn key_files_are_0600_and_loose_modes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let a = create_key_file(&p, Algorithm::MlDsa65, "x.example").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        let b = load_key_file(&p).unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+        assert!(create_key_file(&p, Algorithm::MlDsa65, "x.example").is_err());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_key_file(&p).err().unwrap().to_string().contains("0600"));
+    }
+}

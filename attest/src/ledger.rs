@@ -1,0 +1,844 @@
+//! The ledger: a directory holding the durable journals of entries and
+//! checkpoints, and a sled database of everything derived from them.
+//!
+//! ```text
+//! DIR/records.journal      entries, fdatasync'd in groups: the truth
+//! DIR/checkpoints.journal  signed checkpoints, fdatasync'd
+//! DIR/index/               sled: entry locations, Merkle nodes,
+//!                          checkpoint locations, payloads
+//! DIR/keys/                secret keys (0600) when kept in software
+//! ```
+//!
+//! Appends are pipelined: a caller takes the next sequence number and the
+//! chain hash under a short lock, signs on its own thread (signing is the
+//! cost, so callers sign in parallel), and hands the entry to one writer
+//! thread that commits contiguous groups with one write and one `fdatasync`,
+//! then indexes them and answers every caller of the group. Nothing is
+//! acknowledged before it is durable. If a signature fails, every later
+//! record chained to it is refused and the sequence rewinds; if a durable
+//! write fails, the ledger refuses all further appends until it is reopened.
+//!
+//! On open the index is reconciled with the journals: complete frames past
+//! the indexed end are checked (sequence, chain, signature) and indexed; a
+//! torn tail is saved aside and cut (see [`crate::journal`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::Checkpoint;
+use crate::entry::{self, Entry};
+use crate::error::{Error, Result};
+use crate::journal::{Journal, JournalReader, TornTail, FRAME_HEADER, MAX_GROUP_BYTES};
+use crate::keyring::{KeySet, Keyring};
+use crate::merkle::{self, Frontier, Hash, NodeSource};
+use crate::payload::{self, PayloadPolicy};
+use crate::record::{now_timestamp, Actor, Record, RecordHash, RecordRef, FORMAT_VERSION, KIND_GENESIS};
+
+/// File name of the entry journal inside a ledger directory.
+pub const RECORDS_JOURNAL: &str = "records.journal";
+/// File name of the checkpoint journal inside a ledger directory.
+pub const CHECKPOINTS_JOURNAL: &str = "checkpoints.journal";
+const INDEX_DIR: &str = "index";
+
+/// How a ledger checkpoints and keeps payloads.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// Checkpoint after this many new records (0: never by count).
+    pub checkpoint_every_records: u64,
+    /// Checkpoint when this much time passed since the last one and new
+    /// records exist (`None`: never by time).
+    pub checkpoint_every: Option<Duration>,
+    /// What to keep of payloads.
+    pub payload_policy: PayloadPolicy,
+    /// The most records committed by one write and `fdatasync`.
+    pub max_group_records: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            checkpoint_every_records: 1000,
+            checkpoint_every: Some(Duration::from_secs(60)),
+            payload_policy: PayloadPolicy::Store,
+            max_group_records: 256,
+        }
+    }
+}
+
+/// What a caller wants recorded.
+#[derive(Clone, Debug)]
+pub struct RecordDraft {
+    /// The record kind, e.g. `inference.request`.
+    pub kind: String,
+    /// Who asked.
+    pub actor: Actor,
+    /// The model digest, when a model is involved.
+    pub model: Option<String>,
+    /// The record this one answers.
+    pub reference: Option<RecordRef>,
+    /// Kind-specific fields.
+    pub body: serde_json::Value,
+    /// Payloads to commit to (name, bytes); stored apart per policy.
+    pub payloads: Vec<(String, Vec<u8>)>,
+}
+
+impl RecordDraft {
+    /// A draft with no model, reference or payloads.
+    pub fn new(kind: &str, actor: Actor, body: serde_json::Value) -> Self {
+        RecordDraft { kind: kind.into(), actor, model: None, reference: None, body, payloads: Vec::new() }
+    }
+}
+
+/// Proof that a record was durably appended.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// BLAKE3 of the record text (the chain hash), hex.
+    pub hash: String,
+    /// The RFC 6962 leaf hash of the entry, hex.
+    pub leaf: String,
+}
+
+impl Receipt {
+    /// A reference to this record, for a record that answers it.
+    pub fn reference(&self) -> RecordRef {
+        RecordRef { seq: self.seq, hash: self.hash.clone() }
+    }
+}
+
+/// What opening a ledger found and repaired.
+#[derive(Clone, Debug, Default)]
+pub struct Recovery {
+    /// Complete entries found past the indexed end and re-indexed.
+    pub reindexed: u64,
+    /// Checkpoints found past the indexed end and re-indexed.
+    pub reindexed_checkpoints: u64,
+    /// A torn tail cut from the records journal.
+    pub torn_records: Option<TornTail>,
+    /// A torn tail cut from the checkpoints journal.
+    pub torn_checkpoints: Option<TornTail>,
+}
+
+/// An open ledger. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    recovery: Recovery,
+}
+
+struct Shared {
+    dir: PathBuf,
+    keys: Keyring,
+    public: KeySet,
+    config: LedgerConfig,
+    db: sled::Db,
+    index: sled::Tree,
+    payloads: sled::Tree,
+    records: JournalReader,
+    checkpoints: JournalReader,
+    seq: Mutex<Sequencer>,
+    queue: Mutex<Queue>,
+    queue_cv: Condvar,
+    state: Mutex<State>,
+}
+
+struct Sequencer {
+    next: u64,
+    last: RecordHash,
+    epoch: u64,
+}
+
+struct Slot {
+    hash: RecordHash,
+    sealed: Result<Vec<u8>>,
+    payloads: Vec<(String, [u8; 32], Vec<u8>)>,
+    reply: SyncSender<Result<Receipt>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    slots: BTreeMap<u64, Slot>,
+    epoch: u64,
+    checkpoint_requests: Vec<SyncSender<Result<Vec<u8>>>>,
+    shutdown: bool,
+}
+
+struct State {
+    size: u64,
+    tip: RecordHash,
+    frontier: Frontier,
+    latest_checkpoint: Option<(Checkpoint, Vec<u8>)>,
+    last_checkpoint_at: Instant,
+    poisoned: Option<String>,
+}
+
+/// Index keys: `r`+seq → entry location, `m`+level+index → Merkle node,
+/// `c`+size → checkpoint location.
+fn rkey(seq: u64) -> [u8; 9] {
+    let mut k = [b'r'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn mkey(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [b'm'; 10];
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn ckey(size: u64) -> [u8; 9] {
+    let mut k = [b'c'; 9];
+    k[1..].copy_from_slice(&size.to_be_bytes());
+    k
+}
+
+/// Where an entry lives: offset, length, and its chain hash.
+struct Location {
+    offset: u64,
+    len: u32,
+    hash: RecordHash,
+}
+
+impl Location {
+    fn encode(&self) -> [u8; 44] {
+        let mut v = [0u8; 44];
+        v[..8].copy_from_slice(&self.offset.to_be_bytes());
+        v[8..12].copy_from_slice(&self.len.to_be_bytes());
+        v[12..].copy_from_slice(&self.hash.0);
+        v
+    }
+
+    fn decode(v: &[u8], dir: &Path) -> Result<Self> {
+        if v.len() != 44 {
+            return Err(Error::Corrupt { path: dir.join(INDEX_DIR), why: "index entry has the wrong size".into() });
+        }
+        Ok(Location {
+            offset: u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
+            len: u32::from_be_bytes(v[8..12].try_into().unwrap_or_default()),
+            hash: RecordHash(v[12..44].try_into().unwrap_or_default()),
+        })
+    }
+
+    fn end(&self) -> u64 {
+        self.offset + FRAME_HEADER as u64 + self.len as u64
+    }
+}
+
+struct IndexNodes<'a>(&'a sled::Tree, &'a Path);
+
+impl NodeSource for IndexNodes<'_> {
+    fn node(&self, level: u8, index: u64) -> Result<Hash> {
+        let v = self
+            .0
+            .get(mkey(level, index))
+            .map_err(|source| Error::Index { path: self.1.join(INDEX_DIR), source })?
+            .ok_or_else(|| Error::Corrupt { path: self.1.join(INDEX_DIR), why: format!("Merkle node {level}/{index} is missing") })?;
+        v.as_ref().try_into().map_err(|_| Error::Corrupt { path: self.1.join(INDEX_DIR), why: "Merkle node has the wrong size".into() })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir`, creating it (with its genesis record) when
+    /// the directory holds none. `keys` must be the keys the log was created
+    /// with.
+    pub fn open(dir: &Path, keys: Keyring, config: LedgerConfig) -> Result<Self> {
+        crate::keyring::create_private_dir(dir)?;
+        let index_path = dir.join(INDEX_DIR);
+        let db = sled::Config::new()
+            .path(&index_path)
+            .open()
+            .map_err(|source| Error::Index { path: index_path.clone(), source })?;
+        let sled_err = |source| Error::Index { path: index_path.clone(), source };
+        let index = db.open_tree("index").map_err(sled_err)?;
+        let payloads = db.open_tree("payloads").map_err(sled_err)?;
+        let public = keys.public();
+        let mut recovery = Recovery::default();
+
+        // Reconcile the records journal with the index.
+        let last = index.scan_prefix([b'r']).next_back().transpose().map_err(sled_err)?;
+        let (mut size, trusted_end, mut tip) = match &last {
+            Some((k, v)) => {
+                let seq = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default());
+                let loc = Location::decode(v, dir)?;
+                (seq + 1, loc.end(), Some((seq, loc)))
+            }
+            None => (0, 0, None),
+        };
+        let rpath = dir.join(RECORDS_JOURNAL);
+        let (journal, found, torn) = Journal::open(&rpath, trusted_end)?;
+        recovery.torn_records = torn;
+        let mut tip_hash = RecordHash::default();
+        if let Some((seq, loc)) = tip.take() {
+            let bytes = journal.read(loc.offset, loc.len)?;
+            let e = Entry::parse(&bytes)?;
+            if e.hash() != loc.hash || e.record.seq != seq {
+                return Err(Error::Corrupt { path: rpath, why: format!("record {seq} in the journal is not the one the index holds") });
+            }
+            tip_hash = loc.hash;
+        }
+        let mut frontier = Frontier::load(&IndexNodes(&index, dir), size)?;
+        let mut batch = sled::Batch::default();
+        for (offset, bytes) in &found {
+            let e = Entry::parse(bytes).map_err(|err| Error::Corrupt { path: rpath.clone(), why: format!("entry at offset {offset}: {err}") })?;
+            let expect_prev = if size == 0 { RecordHash::default() } else { tip_hash };
+            if e.record.seq != size || e.record.prev_hash()? != expect_prev {
+                return Err(Error::Corrupt { path: rpath, why: format!("entry at offset {offset} does not continue the chain at record {size}") });
+            }
+            e.verify(&public.operational).map_err(|err| Error::Corrupt { path: rpath.clone(), why: err.to_string() })?;
+            tip_hash = e.hash();
+            batch.insert(&rkey(size)[..], &Location { offset: *offset, len: bytes.len() as u32, hash: tip_hash }.encode()[..]);
+            frontier.push(merkle::leaf_hash(bytes), |l, i, h| batch.insert(&mkey(l, i)[..], &h[..]));
+            size += 1;
+            recovery.reindexed += 1;
+        }
+        index.apply_batch(batch).map_err(sled_err)?;
+
+        // Reconcile checkpoints.
+        let last_cp = index.scan_prefix([b'c']).next_back().transpose().map_err(sled_err)?;
+        let cp_trusted_end = match &last_cp {
+            Some((_, v)) => Location::decode(v, dir)?.end(),
+            None => 0,
+        };
+        let cpath = dir.join(CHECKPOINTS_JOURNAL);
+        let (cp_journal, cp_found, cp_torn) = Journal::open(&cpath, cp_trusted_end)?;
+        recovery.torn_checkpoints = cp_torn;
+        let mut latest_checkpoint = match &last_cp {
+            Some((_, v)) => {
+                let loc = Location::decode(v, dir)?;
+                let bytes = cp_journal.read(loc.offset, loc.len)?;
+                Some((Checkpoint::open(&bytes, &public)?, bytes))
+            }
+            None => None,
+        };
+        for (offset, bytes) in cp_found {
+            let cp = Checkpoint::open(&bytes, &public).map_err(|e| Error::Corrupt { path: cpath.clone(), why: format!("checkpoint at offset {offset}: {e}") })?;
+            if cp.size > size {
+                return Err(Error::Corrupt {
+                    path: cpath,
+                    why: format!("checkpoint covers {} records but the journal holds {size}: records were lost or removed", cp.size),
+                });
+            }
+            let loc = Location { offset, len: bytes.len() as u32, hash: RecordHash(cp.root) };
+            index.insert(ckey(cp.size), &loc.encode()[..]).map_err(sled_err)?;
+            recovery.reindexed_checkpoints += 1;
+            latest_checkpoint = Some((cp, bytes));
+        }
+        if let Some((cp, _)) = &latest_checkpoint {
+            if cp.size > size {
+                return Err(Error::Corrupt { path: cpath, why: format!("checkpoint covers {} records but the journal holds {size}", cp.size) });
+            }
+            if merkle::root(&IndexNodes(&index, dir), cp.size)? != cp.root {
+                return Err(Error::Corrupt { path: cpath, why: format!("the log's root at size {} differs from its signed checkpoint", cp.size) });
+            }
+        }
+        // Payloads of records that never became durable.
+        for k in payloads.range(size.to_be_bytes()..).keys() {
+            payloads.remove(k.map_err(sled_err)?).map_err(sled_err)?;
+        }
+
+        let shared = Arc::new(Shared {
+            records: journal.reader()?,
+            checkpoints: cp_journal.reader()?,
+            dir: dir.to_path_buf(),
+            public,
+            keys,
+            config,
+            db,
+            index,
+            payloads,
+            seq: Mutex::new(Sequencer { next: size, last: tip_hash, epoch: 0 }),
+            queue: Mutex::new(Queue::default()),
+            queue_cv: Condvar::new(),
+            state: Mutex::new(State {
+                size,
+                tip: tip_hash,
+                frontier,
+                latest_checkpoint,
+                last_checkpoint_at: Instant::now(),
+                poisoned: None,
+            }),
+        });
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("cairn-ledger-writer".into())
+            .spawn(move || Writer { shared: writer_shared, journal, cp_journal }.run())
+            .map_err(|e| Error::io(dir, e))?;
+        let ledger = Ledger { shared, writer: Some(writer), recovery };
+        if size == 0 {
+            let body = ledger.shared.keys.genesis_body()?;
+            ledger.append(RecordDraft::new(KIND_GENESIS, Actor::System { name: "cairn-attest".into() }, body))?;
+        } else {
+            ledger.check_genesis()?;
+        }
+        Ok(ledger)
+    }
+
+    fn check_genesis(&self) -> Result<()> {
+        let bytes = self.entry(0)?;
+        let e = Entry::parse(&bytes)?;
+        if e.record.kind != KIND_GENESIS || KeySet::from_genesis(&e.record.body)? != self.shared.public {
+            return Err(Error::Invalid(format!(
+                "{}: this ledger was created with other keys than the ones given",
+                self.shared.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// What opening found and repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The log's public keys.
+    pub fn keys(&self) -> &KeySet {
+        &self.shared.public
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        self.shared.public.origin()
+    }
+
+    /// The ledger directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Records `draft`: seals it, makes it durable, and only then returns
+    /// its receipt. An error means the record was not written.
+    pub fn append(&self, draft: RecordDraft) -> Result<Receipt> {
+        let s = &self.shared;
+        if let Some(why) = &lock(&s.state).poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        let mut commits = BTreeMap::new();
+        let mut payloads = Vec::with_capacity(draft.payloads.len());
+        for (name, bytes) in draft.payloads {
+            let c = payload::commit(&bytes)?;
+            commits.insert(name.clone(), c.commitment);
+            payloads.push((name, c.salt, bytes));
+        }
+        let (seq, epoch, text) = {
+            let mut sq = lock(&s.seq);
+            let record = Record {
+                v: FORMAT_VERSION,
+                log: s.public.origin().to_string(),
+                seq: sq.next,
+                time: now_timestamp(),
+                kind: draft.kind,
+                actor: draft.actor,
+                model: draft.model,
+                prev: sq.last.to_hex(),
+                reference: draft.reference,
+                commits,
+                body: draft.body,
+            };
+            let text = record.to_text()?;
+            sq.last = RecordHash::of(&text);
+            sq.next += 1;
+            (record.seq, sq.epoch, text)
+        };
+        let (tx, rx) = sync_channel(1);
+        let slot = Slot {
+            hash: RecordHash::of(&text),
+            sealed: entry::seal(&text, s.keys.operational.as_ref()),
+            payloads,
+            reply: tx,
+        };
+        {
+            let mut q = lock(&s.queue);
+            if q.epoch != epoch {
+                return Err(Error::Signer {
+                    key: s.public.operational.name().into(),
+                    why: "an earlier record failed to sign; this one was not written".into(),
+                });
+            }
+            if q.shutdown {
+                return Err(Error::Poisoned("the ledger is closing".into()));
+            }
+            q.slots.insert(seq, slot);
+        }
+        s.queue_cv.notify_one();
+        wait(rx)
+    }
+
+    /// Makes and durably stores a checkpoint of the current log now.
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let (tx, rx) = sync_channel(1);
+        lock(&self.shared.queue).checkpoint_requests.push(tx);
+        self.shared.queue_cv.notify_one();
+        wait(rx)
+    }
+
+    /// The number of durable records.
+    pub fn size(&self) -> u64 {
+        lock(&self.shared.state).size
+    }
+
+    /// The last record's sequence number and chain hash.
+    pub fn tip(&self) -> Option<(u64, RecordHash)> {
+        let st = lock(&self.shared.state);
+        st.size.checked_sub(1).map(|s| (s, st.tip))
+    }
+
+    /// The latest signed checkpoint, if any.
+    pub fn latest_checkpoint(&self) -> Option<(Checkpoint, Vec<u8>)> {
+        lock(&self.shared.state).latest_checkpoint.clone()
+    }
+
+    /// The signed checkpoint of exactly `size` records, if one was made.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>> {
+        let s = &self.shared;
+        match s.index.get(ckey(size)).map_err(|e| self.index_err(e))? {
+            Some(v) => {
+                let loc = Location::decode(&v, &s.dir)?;
+                Ok(Some(s.checkpoints.read(loc.offset, loc.len)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The entry bytes of record `seq`.
+    pub fn entry(&self, seq: u64) -> Result<Vec<u8>> {
+        let s = &self.shared;
+        if seq >= self.size() {
+            return Err(Error::NotFound(format!("record {seq} does not exist (the log has {} records)", self.size())));
+        }
+        let v = s
+            .index
+            .get(rkey(seq))
+            .map_err(|e| self.index_err(e))?
+            .ok_or_else(|| Error::Corrupt { path: s.dir.join(INDEX_DIR), why: format!("record {seq} is not indexed") })?;
+        let loc = Location::decode(&v, &s.dir)?;
+        s.records.read(loc.offset, loc.len)
+    }
+
+    /// The entries `[from, to)`, clipped to the log.
+    pub fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
+        (from..to.min(self.size())).map(|i| self.entry(i)).collect()
+    }
+
+    /// The Merkle root of the first `size` records.
+    pub fn root(&self, size: u64) -> Result<Hash> {
+        self.check_size(size)?;
+        merkle::root(&IndexNodes(&self.shared.index, &self.shared.dir), size)
+    }
+
+    /// RFC 9162 inclusion proof of record `seq` in the tree of `size`.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
+        self.check_size(size)?;
+        merkle::inclusion_proof(&IndexNodes(&self.shared.index, &self.shared.dir), seq, size)
+    }
+
+    /// RFC 9162 consistency proof between two tree sizes.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        self.check_size(new)?;
+        merkle::consistency_proof(&IndexNodes(&self.shared.index, &self.shared.dir), old, new)
+    }
+
+    /// A payload kept for record `seq`, with its salt, unless erased.
+    pub fn payload(&self, seq: u64, name: &str) -> Result<Option<([u8; 32], Vec<u8>)>> {
+        let v = self.shared.payloads.get(payload_key(seq, name)).map_err(|e| self.index_err(e))?;
+        Ok(v.map(|v| {
+            let (_, salt, bytes) = decode_payload(&v);
+            (salt, bytes.to_vec())
+        }))
+    }
+
+    /// Erases the payloads of records `[from, to)`; the chain is untouched.
+    /// Returns how many payloads were erased.
+    pub fn erase_payloads(&self, from: u64, to: u64) -> Result<u64> {
+        self.erase_where(|k, _| {
+            let seq = u64::from_be_bytes(k[..8].try_into().unwrap_or_default());
+            seq >= from && seq < to
+        })
+    }
+
+    /// Applies [`PayloadPolicy::EraseAfterDays`]: erases payloads stored
+    /// longer ago than the policy allows. Returns how many were erased.
+    pub fn erase_expired_payloads(&self) -> Result<u64> {
+        let PayloadPolicy::EraseAfterDays(days) = self.shared.config.payload_policy else {
+            return Ok(0);
+        };
+        let cutoff = unix_now().saturating_sub(u64::from(days) * 86_400);
+        self.erase_where(|_, v| decode_payload(v).0 < cutoff)
+    }
+
+    fn erase_where(&self, pred: impl Fn(&[u8], &[u8]) -> bool) -> Result<u64> {
+        let s = &self.shared;
+        let mut n = 0;
+        for kv in s.payloads.iter() {
+            let (k, v) = kv.map_err(|e| self.index_err(e))?;
+            if pred(&k, &v) {
+                s.payloads.remove(&k).map_err(|e| self.index_err(e))?;
+                n += 1;
+            }
+        }
+        durable_index_flush(&s.db, &s.dir)?;
+        Ok(n)
+    }
+
+    fn check_size(&self, size: u64) -> Result<()> {
+        let have = self.size();
+        if size > have {
+            return Err(Error::NotFound(format!("tree size {size} is larger than the log ({have} records)")));
+        }
+        Ok(())
+    }
+
+    fn index_err(&self, source: sled::Error) -> Error {
+        Error::Index { path: self.shared.dir.join(INDEX_DIR), source }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        lock(&self.shared.queue).shutdown = true;
+        self.shared.queue_cv.notify_all();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        let _ = self.shared.db.flush();
+    }
+}
+
+fn wait<T>(rx: Receiver<Result<T>>) -> Result<T> {
+    rx.recv().unwrap_or_else(|_| Err(Error::Poisoned("the ledger writer stopped".into())))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn payload_key(seq: u64, name: &str) -> Vec<u8> {
+    let mut k = seq.to_be_bytes().to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Payload values: stored-at (unix seconds, u64 BE) ‖ salt ‖ bytes.
+fn encode_payload(salt: &[u8; 32], bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40 + bytes.len());
+    v.extend_from_slice(&unix_now().to_be_bytes());
+    v.extend_from_slice(salt);
+    v.extend_from_slice(bytes);
+    v
+}
+
+fn decode_payload(v: &[u8]) -> (u64, [u8; 32], &[u8]) {
+    if v.len() < 40 {
+        return (0, [0; 32], &[]);
+    }
+    (
+        u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
+        v[8..40].try_into().unwrap_or_default(),
+        &v[40..],
+    )
+}
+
+/// sled's `flush` does not survive power loss (it uses `sync_file_range`);
+/// follow it with an fsync of the database file.
+fn durable_index_flush(db: &sled::Db, dir: &Path) -> Result<()> {
+    let path = dir.join(INDEX_DIR);
+    db.flush().map_err(|source| Error::Index { path: path.clone(), source })?;
+    let f = path.join("db");
+    std::fs::File::open(&f).and_then(|f| f.sync_all()).map_err(|e| Error::io(&f, e))
+}
+
+/// The single writer thread: commits contiguous groups, checkpoints.
+struct Writer {
+    shared: Arc<Shared>,
+    journal: Journal,
+    cp_journal: Journal,
+}
+
+enum Work {
+    Group(Vec<(u64, Slot)>),
+    Checkpoint(Vec<SyncSender<Result<Vec<u8>>>>),
+    Stop,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            match self.next_work() {
+                Work::Stop => return,
+                Work::Checkpoint(waiters) => {
+                    let r = self.make_checkpoint();
+                    for w in waiters {
+                        let _ = w.send(r.as_ref().map(|(_, b)| b.clone()).map_err(|e| Error::Invalid(e.to_string())));
+                    }
+                }
+                Work::Group(group) => self.commit(group),
+            }
+        }
+    }
+
+    fn next_work(&mut self) -> Work {
+        let s = self.shared.clone();
+        let mut q = lock(&s.queue);
+        loop {
+            let next = lock(&s.state).size;
+            if q.slots.contains_key(&next) {
+                let mut group = Vec::new();
+                let mut bytes = 0usize;
+                let mut seq = next;
+                while group.len() < s.config.max_group_records && bytes < MAX_GROUP_BYTES / 2 {
+                    let Some(slot) = q.slots.remove(&seq) else { break };
+                    bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0);
+                    let failed = slot.sealed.is_err();
+                    group.push((seq, slot));
+                    seq += 1;
+                    if failed {
+                        break;
+                    }
+                }
+                return Work::Group(group);
+            }
+            if !q.checkpoint_requests.is_empty() {
+                return Work::Checkpoint(std::mem::take(&mut q.checkpoint_requests));
+            }
+            if self.checkpoint_due() {
+                return Work::Checkpoint(Vec::new());
+            }
+            if q.shutdown && q.slots.is_empty() {
+                return Work::Stop;
+            }
+            let timeout = s.config.checkpoint_every.unwrap_or(Duration::from_secs(3600)).min(Duration::from_secs(1));
+            q = s.queue_cv.wait_timeout(q, timeout).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let st = lock(&self.shared.state);
+        let covered = st.latest_checkpoint.as_ref().map(|(c, _)| c.size).unwrap_or(0);
+        if st.poisoned.is_some() || st.size == covered {
+            return false;
+        }
+        let every = self.shared.config.checkpoint_every_records;
+        (every > 0 && st.size - covered >= every)
+            || self.shared.config.checkpoint_every.is_some_and(|d| st.last_checkpoint_at.elapsed() >= d)
+    }
+
+    fn commit(&mut self, group: Vec<(u64, Slot)>) {
+        let s = self.shared.clone();
+        let (ok, failed): (Vec<_>, Vec<_>) = group.into_iter().partition(|(_, sl)| sl.sealed.is_ok());
+        if !ok.is_empty() {
+            match self.write_group(&ok) {
+                Ok(receipts) => {
+                    for ((_, slot), r) in ok.into_iter().zip(receipts) {
+                        let _ = slot.reply.send(Ok(r));
+                    }
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    lock(&s.state).poisoned = Some(why.clone());
+                    for (_, slot) in ok {
+                        let _ = slot.reply.send(Err(Error::Poisoned(why.clone())));
+                    }
+                    let mut q = lock(&s.queue);
+                    q.shutdown = true;
+                    for (_, slot) in std::mem::take(&mut q.slots) {
+                        let _ = slot.reply.send(Err(Error::Poisoned(why.clone())));
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some((seq, slot)) = failed.into_iter().next() {
+            // A record could not be signed: it and every record chained after
+            // it are refused, and sequencing rewinds to it.
+            let err = slot.sealed.err().unwrap_or_else(|| Error::Invalid("unsigned".into()));
+            let why = err.to_string();
+            let _ = slot.reply.send(Err(err));
+            let mut q = lock(&s.queue);
+            let mut sq = lock(&s.seq);
+            sq.epoch += 1;
+            sq.next = seq;
+            sq.last = lock(&s.state).tip;
+            q.epoch = sq.epoch;
+            for (_, later) in std::mem::take(&mut q.slots) {
+                let _ = later.reply.send(Err(Error::Signer {
+                    key: s.public.operational.name().into(),
+                    why: format!("record {seq} before this one failed to sign ({why}); this one was not written"),
+                }));
+            }
+        }
+        if self.checkpoint_due() {
+            // Errors are kept for on-demand requests; cadence retries later.
+            let _ = self.make_checkpoint();
+        }
+    }
+
+    fn write_group(&mut self, group: &[(u64, Slot)]) -> Result<Vec<Receipt>> {
+        let s = self.shared.clone();
+        let sled_err = |source| Error::Index { path: s.dir.join(INDEX_DIR), source };
+        // Payloads first, durably, so an acknowledged record never lacks them.
+        if s.config.payload_policy != PayloadPolicy::HashOnly && group.iter().any(|(_, sl)| !sl.payloads.is_empty()) {
+            for (seq, slot) in group {
+                for (name, salt, bytes) in &slot.payloads {
+                    s.payloads.insert(payload_key(*seq, name), encode_payload(salt, bytes)).map_err(sled_err)?;
+                }
+            }
+            durable_index_flush(&s.db, &s.dir)?;
+        }
+        let entries: Vec<&[u8]> = group.iter().filter_map(|(_, sl)| sl.sealed.as_deref().ok()).collect();
+        let offsets = self.journal.append(&entries)?;
+        // Durable now. Index and extend the tree in one atomic sled batch.
+        let mut st = lock(&s.state);
+        let mut batch = sled::Batch::default();
+        let mut receipts = Vec::with_capacity(group.len());
+        for (((seq, slot), bytes), offset) in group.iter().zip(&entries).zip(offsets) {
+            let leaf = merkle::leaf_hash(bytes);
+            batch.insert(&rkey(*seq)[..], &Location { offset, len: bytes.len() as u32, hash: slot.hash }.encode()[..]);
+            st.frontier.push(leaf, |l, i, h| batch.insert(&mkey(l, i)[..], &h[..]));
+            receipts.push(Receipt { seq: *seq, hash: slot.hash.to_hex(), leaf: hex::encode(leaf) });
+            st.tip = slot.hash;
+        }
+        st.size += group.len() as u64;
+        if let Err(e) = s.index.apply_batch(batch) {
+            // The records are durable (the journal is the truth) and are
+            // acknowledged; the index is rebuilt from the journal on reopen.
+            st.poisoned = Some(format!("index update failed, reopen the ledger: {}", sled_err(e)));
+        }
+        Ok(receipts)
+    }
+
+    fn make_checkpoint(&mut self) -> Result<(Checkpoint, Vec<u8>)> {
+        let s = self.shared.clone();
+        let (size, root) = {
+            let st = lock(&s.state);
+            if let Some(p) = &st.poisoned {
+                return Err(Error::Poisoned(p.clone()));
+            }
+            if let Some((c, b)) = &st.latest_checkpoint {
+                if c.size == st.size {
+                    return Ok((c.clone(), b.clone()));
+                }
+            }
+            (st.size, st.frontier.root())
+        };
+        let cp = Checkpoint { origin: s.public.origin().to_string(), size, root };
+        let signed = cp.sign(&s.keys)?;
+        let offset = self.cp_journal.append(&[&signed])?[0];
+        let loc = Location { offset, len: signed.len() as u32, hash: RecordHash(root) };
+        s.index
+            .insert(ckey(size), &loc.encode()[..])
+            .map_err(|source| Error::Index { path: s.dir.join(INDEX_DIR), source })?;
+        let mut st = lock(&s.state);
+        st.latest_checkpoint = Some((cp.clone(), signed.clone()));
+        st.last_checkpoint_at = Instant::now();
+        Ok((cp, signed))
+    }
+}
