@@ -107,7 +107,7 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating if absent) the journal at `path`. Frames from
     /// `trusted_end` on are checked; a torn tail of at most
-    /// [`MAX_GROUP_BYTES`] is saved to `PATH.torn-OFFSET` and cut off.
+    /// [`MAX_GROUP_BYTES`] is saved to `PATH.torn-OFFSET-NANOS` and cut off.
     /// Returns the journal and the complete frames found after
     /// `trusted_end` (as `(offset, entry)`), for the caller to re-index.
     pub fn open(path: &Path, trusted_end: u64) -> Result<(Self, Vec<(u64, Vec<u8>)>, Option<TornTail>)> {
@@ -160,11 +160,19 @@ impl Journal {
                     why: format!("damage at offset {good_end} ({why}) with {cut} bytes after it: too much to be a torn write; refusing to cut"),
                 });
             }
-            let saved_to = PathBuf::from(format!("{}.torn-{good_end}", path.display()));
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let saved_to = PathBuf::from(format!("{}.torn-{good_end}-{stamp}", path.display()));
             let bytes = &tail[(good_end - start) as usize..];
-            std::fs::write(&saved_to, bytes)
-                .and_then(|_| File::open(&saved_to)?.sync_all())
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&saved_to)
+                .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
                 .map_err(|e| Error::io(&saved_to, e))?;
+            sync_parent(&saved_to)?;
             file.set_len(good_end).and_then(|_| file.sync_all()).map_err(io)?;
             torn = Some(TornTail { offset: good_end, bytes: cut, saved_to, why });
             len = good_end;
@@ -196,6 +204,17 @@ impl Journal {
     /// Reads the entry whose frame starts at `offset`.
     pub fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>> {
         read_entry(&self.file, &self.path, offset, len)
+    }
+
+    /// Reads the first entry, if the journal has one.
+    pub fn first(&self) -> Result<Option<Vec<u8>>> {
+        let start = MAGIC.len() as u64;
+        if self.len < start + FRAME_HEADER as u64 {
+            return Ok(None);
+        }
+        let mut header = [0u8; 4];
+        self.file.read_exact_at(&mut header, start).map_err(|e| Error::io(&self.path, e))?;
+        self.read(start, u32::from_le_bytes(header)).map(Some)
     }
 
     /// The journal's length in bytes.

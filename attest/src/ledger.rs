@@ -56,6 +56,8 @@ pub struct LedgerConfig {
     pub payload_policy: PayloadPolicy,
     /// The most records committed by one write and `fdatasync`.
     pub max_group_records: usize,
+    /// Threads that sign records (0: one per core).
+    pub signing_threads: usize,
 }
 
 impl Default for LedgerConfig {
@@ -65,6 +67,7 @@ impl Default for LedgerConfig {
             checkpoint_every: Some(Duration::from_secs(60)),
             payload_policy: PayloadPolicy::Store,
             max_group_records: 256,
+            signing_threads: 0,
         }
     }
 }
@@ -127,8 +130,19 @@ pub struct Recovery {
 /// An open ledger. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Ledger {
     shared: Arc<Shared>,
+    sign_jobs: Option<crossbeam_channel::Sender<SignJob>>,
+    signers: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<()>>,
     recovery: Recovery,
+}
+
+/// A sequenced record text waiting for its signature.
+struct SignJob {
+    seq: u64,
+    epoch: u64,
+    text: Vec<u8>,
+    payloads: Vec<(String, [u8; 32], Vec<u8>)>,
+    reply: SyncSender<Result<Receipt>>,
 }
 
 struct Shared {
@@ -277,6 +291,9 @@ impl Ledger {
         let rpath = dir.join(RECORDS_JOURNAL);
         let (journal, found, torn) = Journal::open(&rpath, trusted_end)?;
         recovery.torn_records = torn;
+        if let Some(first) = journal.first()? {
+            check_genesis(&first, &public, dir)?;
+        }
         let mut tip_hash = RecordHash::default();
         if let Some((seq, loc)) = tip.take() {
             let bytes = journal.read(loc.offset, loc.len)?;
@@ -373,26 +390,25 @@ impl Ledger {
             .name("cairn-ledger-writer".into())
             .spawn(move || Writer { shared: writer_shared, journal, cp_journal }.run())
             .map_err(|e| Error::io(dir, e))?;
-        let ledger = Ledger { shared, writer: Some(writer), recovery };
+        let (sign_jobs, jobs) = crossbeam_channel::unbounded::<SignJob>();
+        let threads = match shared.config.signing_threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        let mut ledger = Ledger { shared: shared.clone(), sign_jobs: Some(sign_jobs), signers: Vec::new(), writer: Some(writer), recovery };
+        for i in 0..threads {
+            let (shared, jobs) = (shared.clone(), jobs.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("cairn-ledger-signer-{i}"))
+                .spawn(move || jobs.iter().for_each(|job| shared.sign_and_queue(job)))
+                .map_err(|e| Error::io(dir, e))?;
+            ledger.signers.push(h);
+        }
         if size == 0 {
             let body = ledger.shared.keys.genesis_body()?;
             ledger.append(RecordDraft::new(KIND_GENESIS, Actor::System { name: "cairn-attest".into() }, body))?;
-        } else {
-            ledger.check_genesis()?;
         }
         Ok(ledger)
-    }
-
-    fn check_genesis(&self) -> Result<()> {
-        let bytes = self.entry(0)?;
-        let e = Entry::parse(&bytes)?;
-        if e.record.kind != KIND_GENESIS || KeySet::from_genesis(&e.record.body)? != self.shared.public {
-            return Err(Error::Invalid(format!(
-                "{}: this ledger was created with other keys than the ones given",
-                self.shared.dir.display()
-            )));
-        }
-        Ok(())
     }
 
     /// What opening found and repaired.
@@ -449,27 +465,13 @@ impl Ledger {
             sq.next += 1;
             (record.seq, sq.epoch, text)
         };
-        let (tx, rx) = sync_channel(1);
-        let slot = Slot {
-            hash: RecordHash::of(&text),
-            sealed: entry::seal(&text, s.keys.operational.as_ref()),
-            payloads,
-            reply: tx,
-        };
-        {
-            let mut q = lock(&s.queue);
-            if q.epoch != epoch {
-                return Err(Error::Signer {
-                    key: s.public.operational.name().into(),
-                    why: "an earlier record failed to sign; this one was not written".into(),
-                });
-            }
-            if q.shutdown {
-                return Err(Error::Poisoned("the ledger is closing".into()));
-            }
-            q.slots.insert(seq, slot);
-        }
-        s.queue_cv.notify_one();
+        let (reply, rx) = sync_channel(1);
+        let job = SignJob { seq, epoch, text, payloads, reply };
+        self.sign_jobs
+            .as_ref()
+            .ok_or_else(|| Error::Poisoned("the ledger is closing".into()))?
+            .send(job)
+            .map_err(|_| Error::Poisoned("the ledger's signers stopped".into()))?;
         wait(rx)
     }
 
@@ -602,8 +604,40 @@ impl Ledger {
     }
 }
 
+impl Shared {
+    /// Runs on a signing thread: seals the record and queues it for the
+    /// writer, unless sequencing was rewound since it was numbered.
+    fn sign_and_queue(&self, job: SignJob) {
+        let slot = Slot {
+            hash: RecordHash::of(&job.text),
+            sealed: entry::seal(&job.text, self.keys.operational.as_ref()),
+            payloads: job.payloads,
+            reply: job.reply,
+        };
+        let mut q = lock(&self.queue);
+        if q.shutdown {
+            let _ = slot.reply.send(Err(Error::Poisoned("the ledger stopped accepting records".into())));
+            return;
+        }
+        if q.epoch != job.epoch {
+            let _ = slot.reply.send(Err(Error::Signer {
+                key: self.public.operational.name().into(),
+                why: "an earlier record failed to sign; this one was not written".into(),
+            }));
+            return;
+        }
+        q.slots.insert(job.seq, slot);
+        drop(q);
+        self.queue_cv.notify_one();
+    }
+}
+
 impl Drop for Ledger {
     fn drop(&mut self) {
+        self.sign_jobs = None;
+        for h in self.signers.drain(..) {
+            let _ = h.join();
+        }
         lock(&self.shared.queue).shutdown = true;
         self.shared.queue_cv.notify_all();
         if let Some(w) = self.writer.take() {
@@ -611,6 +645,18 @@ impl Drop for Ledger {
         }
         let _ = self.shared.db.flush();
     }
+}
+
+/// Checks that the log's genesis record publishes exactly `public`.
+fn check_genesis(first: &[u8], public: &KeySet, dir: &Path) -> Result<()> {
+    let e = Entry::parse(first).map_err(|e| Error::Corrupt { path: dir.join(RECORDS_JOURNAL), why: format!("genesis record: {e}") })?;
+    if e.record.kind != KIND_GENESIS {
+        return Err(Error::Corrupt { path: dir.join(RECORDS_JOURNAL), why: "the first record is not a genesis record".into() });
+    }
+    if &KeySet::from_genesis(&e.record.body)? != public {
+        return Err(Error::Invalid(format!("{}: this ledger was created with other keys than the ones given", dir.display())));
+    }
+    Ok(())
 }
 
 fn wait<T>(rx: Receiver<Result<T>>) -> Result<T> {
@@ -673,7 +719,11 @@ impl Writer {
     fn run(mut self) {
         loop {
             match self.next_work() {
-                Work::Stop => return,
+                Work::Stop => {
+                    // A clean close leaves every record covered by a checkpoint.
+                    let _ = self.make_checkpoint();
+                    return;
+                }
                 Work::Checkpoint(waiters) => {
                     let r = self.make_checkpoint();
                     for w in waiters {
@@ -712,7 +762,11 @@ impl Writer {
             if self.checkpoint_due() {
                 return Work::Checkpoint(Vec::new());
             }
-            if q.shutdown && q.slots.is_empty() {
+            if q.shutdown {
+                // Anything left cannot be contiguous with the log.
+                for (_, slot) in std::mem::take(&mut q.slots) {
+                    let _ = slot.reply.send(Err(Error::Poisoned("the ledger closed before this record was written".into())));
+                }
                 return Work::Stop;
             }
             let timeout = s.config.checkpoint_every.unwrap_or(Duration::from_secs(3600)).min(Duration::from_secs(1));

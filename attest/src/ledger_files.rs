@@ -3,7 +3,7 @@
 //! directory can be checked by a separate process.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::journal::{split_frames, MAGIC};
@@ -12,8 +12,8 @@ use crate::verify::{Finding, LogBytes, Stored, Subject};
 
 /// The journals of a ledger directory, memory-mapped read-only.
 pub struct LedgerFiles {
-    records: (PathBuf, Option<memmap2::Mmap>),
-    checkpoints: (PathBuf, Option<memmap2::Mmap>),
+    records: Option<memmap2::Mmap>,
+    checkpoints: Option<memmap2::Mmap>,
 }
 
 impl LedgerFiles {
@@ -31,16 +31,22 @@ impl LedgerFiles {
             )));
         }
         let cps = dir.join(CHECKPOINTS_JOURNAL);
-        Ok(LedgerFiles { records: (records.clone(), map(&records)?), checkpoints: (cps.clone(), map_optional(&cps)?) })
+        Ok(LedgerFiles { records: map(&records)?, checkpoints: map_optional(&cps)? })
     }
 
     /// The log as bytes for [`crate::verify::verify_log`].
     pub fn log_bytes(&self) -> LogBytes<'_> {
-        let mut log = LogBytes::default();
-        log.entries = frames(&self.records, &mut log.damage);
-        log.checkpoints = frames(&self.checkpoints, &mut log.damage);
-        log
+        log_from_journals(self.records.as_deref().unwrap_or_default(), self.checkpoints.as_deref().unwrap_or_default())
     }
+}
+
+/// Splits the bytes of a records journal and a checkpoints journal into a
+/// log to verify; damage to the framing becomes findings.
+pub fn log_from_journals<'a>(records: &'a [u8], checkpoints: &'a [u8]) -> LogBytes<'a> {
+    let mut log = LogBytes::default();
+    log.entries = frames(RECORDS_JOURNAL, records, &mut log.damage);
+    log.checkpoints = frames(CHECKPOINTS_JOURNAL, checkpoints, &mut log.damage);
+    log
 }
 
 fn map(path: &Path) -> Result<Option<memmap2::Mmap>> {
@@ -61,9 +67,11 @@ fn map_optional(path: &Path) -> Result<Option<memmap2::Mmap>> {
     }
 }
 
-fn frames<'a>((path, map): &'a (PathBuf, Option<memmap2::Mmap>), damage: &mut Vec<Finding>) -> Vec<Stored<'a>> {
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let Some(bytes) = map.as_deref() else { return Vec::new() };
+fn frames<'a>(file: &str, bytes: &'a [u8], damage: &mut Vec<Finding>) -> Vec<Stored<'a>> {
+    let file = file.to_string();
+    if bytes.is_empty() {
+        return Vec::new();
+    }
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         damage.push(Finding { subject: Subject::Storage { file, offset: 0 }, why: "not a cairn journal (bad magic)".into() });
         return Vec::new();

@@ -167,10 +167,10 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
     }
 
     // Per-entry checks in parallel: syntax and signature.
-    let checked: Vec<Result<Checked, String>> = log
+    let checked: Vec<(Result<Checked, String>, Hash)> = log
         .entries
         .par_iter()
-        .map(|s| check_entry(s, keys.as_ref()))
+        .map(|s| (check_entry(s, keys.as_ref()), merkle::leaf_hash(s.bytes)))
         .collect();
 
     // Sequential: sequence, chain, origin; Merkle leaves; checkpoint roots.
@@ -191,7 +191,7 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
         roots.push((0, frontier.root()));
     }
     let mut prev_hash: Option<RecordHash> = None;
-    for (i, (s, c)) in log.entries.iter().zip(&checked).enumerate() {
+    for (i, (s, (c, leaf))) in log.entries.iter().zip(&checked).enumerate() {
         match c {
             Err(why) => findings.push(Finding { subject: rec(i), why: why.clone() }),
             Ok(c) => {
@@ -214,7 +214,7 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
         }
         // The next link is checked against what is stored, even if damaged.
         prev_hash = c.as_ref().ok().map(|c| c.hash).or_else(|| Entry::parse(s.bytes).ok().map(|e| e.hash()));
-        frontier.push(merkle::leaf_hash(s.bytes), |_, _, _| {});
+        frontier.push(*leaf, |_, _, _| {});
         while want.next_if(|&&w| w == frontier.size()).is_some() {
             roots.push((frontier.size(), frontier.root()));
         }

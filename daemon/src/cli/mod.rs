@@ -1,0 +1,70 @@
+//! The `cairn` command line.
+
+mod bench;
+mod keys;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when verification finds a problem.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit status for usage errors and unreadable input.
+pub const EXIT_ERROR: u8 = 2;
+
+/// cairn: verifiable, on-prem AI. Operator and auditor tool.
+#[derive(Parser)]
+#[command(name = "cairn", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a ledger directory: every signature, chain link, sequence
+    /// number, checkpoint signature and Merkle root.
+    ///
+    /// Exit status: 0 when everything holds, 1 when something does not
+    /// (the first bad record is named), 2 when the input cannot be read.
+    Verify {
+        /// A ledger (state) directory.
+        path: PathBuf,
+        /// The identity key the log must have: a verifier key or its
+        /// SHA-256 fingerprint (from `cairn keys show`), obtained out of band.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the software keys of a ledger directory.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Measure performance.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+/// Runs the CLI and maps outcomes to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify { path, key, json } => verify::run(&path, key, json),
+        Command::Keys { command } => keys::run(command),
+        Command::Bench { command } => bench::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cairn: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
