@@ -125,6 +125,9 @@ pub struct Recovery {
     pub torn_records: Option<TornTail>,
     /// A torn tail cut from the checkpoints journal.
     pub torn_checkpoints: Option<TornTail>,
+    /// The index could not be read and was rebuilt from the journals; the
+    /// old one was moved to the path given, with the reason.
+    pub index_rebuilt: Option<(PathBuf, String)>,
 }
 
 /// An open ledger. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -268,15 +271,20 @@ impl Ledger {
     pub fn open(dir: &Path, keys: Keyring, config: LedgerConfig) -> Result<Self> {
         crate::keyring::create_private_dir(dir)?;
         let index_path = dir.join(INDEX_DIR);
-        let db = sled::Config::new()
-            .path(&index_path)
-            .open()
-            .map_err(|source| Error::Index { path: index_path.clone(), source })?;
-        let sled_err = |source| Error::Index { path: index_path.clone(), source };
-        let index = db.open_tree("index").map_err(sled_err)?;
-        let payloads = db.open_tree("payloads").map_err(sled_err)?;
-        let public = keys.public();
         let mut recovery = Recovery::default();
+        let (db, index, payloads) = match open_index(&index_path) {
+            Ok(trees) => trees,
+            Err(e) => {
+                // The index is derived state: move it aside and rebuild it
+                // from the journals, which are checked as they are read.
+                let aside = dir.join(format!("{INDEX_DIR}.unreadable-{}", unix_now()));
+                std::fs::rename(&index_path, &aside).map_err(|e| Error::io(&index_path, e))?;
+                recovery.index_rebuilt = Some((aside, e.to_string()));
+                open_index(&index_path)?
+            }
+        };
+        let sled_err = |source| Error::Index { path: index_path.clone(), source };
+        let public = keys.public();
 
         // Reconcile the records journal with the index.
         let last = index.scan_prefix([b'r']).next_back().transpose().map_err(sled_err)?;
@@ -645,6 +653,23 @@ impl Drop for Ledger {
         }
         let _ = self.shared.db.flush();
     }
+}
+
+/// Opens the sled index and its trees, turning a panic inside sled on a
+/// damaged file into an error.
+fn open_index(path: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
+    let p = path.to_path_buf();
+    let opened = std::panic::catch_unwind(move || -> Result<_> {
+        let err = |source| Error::Index { path: p.clone(), source };
+        let db = sled::Config::new().path(&p).open().map_err(err)?;
+        let index = db.open_tree("index").map_err(err)?;
+        let payloads = db.open_tree("payloads").map_err(err)?;
+        // Touch the last entries so damage shows now, not on first use.
+        index.last().map_err(err)?;
+        payloads.last().map_err(err)?;
+        Ok((db, index, payloads))
+    });
+    opened.unwrap_or_else(|_| Err(Error::Corrupt { path: path.to_path_buf(), why: "the index database is damaged".into() }))
 }
 
 /// Checks that the log's genesis record publishes exactly `public`.

@@ -199,3 +199,37 @@ fn a_huge_record_is_refused_cleanly() {
     assert!(matches!(l.append(big), Err(Error::TooLarge { .. })));
     assert_eq!(l.append(draft(1)).unwrap().seq, 1, "the ledger carries on");
 }
+
+#[test]
+fn a_corrupted_index_is_rebuilt_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LedgerConfig::default();
+    {
+        let l = new_ledger(dir.path(), cfg.clone());
+        for i in 0..20 {
+            l.append(draft(i)).unwrap();
+        }
+    }
+    let db = dir.path().join("index/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in bytes.iter_mut().skip(64).step_by(7) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let l = reopen(dir.path(), cfg.clone());
+    assert_eq!(l.size(), 21);
+    let r = l.recovery();
+    assert!(r.reindexed > 0 || r.index_rebuilt.is_some(), "{r:?}");
+    assert_eq!(l.root(21).unwrap(), l.latest_checkpoint().unwrap().0.root);
+    drop(l);
+
+    // An index sled cannot open at all is moved aside and rebuilt.
+    std::fs::write(dir.path().join("index/conf"), b"\xff\xfe garbage").unwrap();
+    std::fs::write(dir.path().join("index/db"), b"garbage").unwrap();
+    let l = reopen(dir.path(), cfg);
+    let (aside, why) = l.recovery().index_rebuilt.clone().expect("rebuilt");
+    assert!(aside.exists(), "{why}");
+    assert_eq!(l.size(), 21);
+    assert_eq!(l.recovery().reindexed, 21);
+    assert_eq!(l.root(21).unwrap(), l.latest_checkpoint().unwrap().0.root);
+}
