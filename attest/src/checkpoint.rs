@@ -26,7 +26,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The checkpoint body (the note text).
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Signs the checkpoint with the identity and cosigner keys, giving the
@@ -47,22 +52,40 @@ impl Checkpoint {
 
     /// Parses a checkpoint note's text (ignoring extension lines).
     pub fn parse_text(text: &[u8]) -> Result<Self> {
-        let s = std::str::from_utf8(text).map_err(|_| Error::malformed("checkpoint", "not UTF-8"))?;
+        let s =
+            std::str::from_utf8(text).map_err(|_| Error::malformed("checkpoint", "not UTF-8"))?;
         let mut lines = s.split('\n');
-        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
-            return Err(Error::malformed("checkpoint", "needs origin, size and root lines"));
+        let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
+        else {
+            return Err(Error::malformed(
+                "checkpoint",
+                "needs origin, size and root lines",
+            ));
         };
         check_origin(origin)?;
-        if size.is_empty() || size.len() > 20 || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
-            return Err(Error::malformed("checkpoint", format!("size {size:?} is not a decimal number")));
+        if size.is_empty()
+            || size.len() > 20
+            || !size.bytes().all(|b| b.is_ascii_digit())
+            || (size.len() > 1 && size.starts_with('0'))
+        {
+            return Err(Error::malformed(
+                "checkpoint",
+                format!("size {size:?} is not a decimal number"),
+            ));
         }
-        let size = size.parse().map_err(|_| Error::malformed("checkpoint", "size out of range"))?;
+        let size = size
+            .parse()
+            .map_err(|_| Error::malformed("checkpoint", "size out of range"))?;
         let root: Hash = B64
             .decode(root)
             .ok()
             .and_then(|r| r.try_into().ok())
             .ok_or_else(|| Error::malformed("checkpoint", "root is not 32 base64 bytes"))?;
-        Ok(Checkpoint { origin: origin.to_string(), size, root })
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            size,
+            root,
+        })
     }
 
     /// Parses a signed checkpoint and checks both signatures against `keys`.
@@ -70,10 +93,15 @@ impl Checkpoint {
         let n = Note::parse(bytes)?;
         let cp = Checkpoint::parse_text(n.text)?;
         if cp.origin != keys.origin() {
-            return Err(Error::Invalid(format!("checkpoint is for log {:?}, not {:?}", cp.origin, keys.origin())));
+            return Err(Error::Invalid(format!(
+                "checkpoint is for log {:?}, not {:?}",
+                cp.origin,
+                keys.origin()
+            )));
         }
-        n.verify_by(&keys.identity, CTX_CHECKPOINT)
-            .map_err(|f| Error::Invalid(format!("checkpoint identity (ML-DSA-65) signature: {f}")))?;
+        n.verify_by(&keys.identity, CTX_CHECKPOINT).map_err(|f| {
+            Error::Invalid(format!("checkpoint identity (ML-DSA-65) signature: {f}"))
+        })?;
         n.verify_by(&keys.cosigner, b"")
             .map_err(|f| Error::Invalid(format!("checkpoint Ed25519 co-signature: {f}")))?;
         Ok(cp)
@@ -85,7 +113,10 @@ impl Checkpoint {
 pub fn check_origin(origin: &str) -> Result<()> {
     note::check_key_name(origin)?;
     if !origin.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::malformed("origin", format!("{origin:?} must be printable ASCII")));
+        return Err(Error::malformed(
+            "origin",
+            format!("{origin:?} must be printable ASCII"),
+        ));
     }
     Ok(())
 }
@@ -98,7 +129,11 @@ mod tests {
     fn signed_checkpoints_open_and_reject_tampering() {
         let dir = tempfile::tempdir().unwrap();
         let ring = Keyring::create(dir.path(), "cairn.example/log").unwrap();
-        let cp = Checkpoint { origin: "cairn.example/log".into(), size: 12, root: [5; 32] };
+        let cp = Checkpoint {
+            origin: "cairn.example/log".into(),
+            size: 12,
+            root: [5; 32],
+        };
         let signed = cp.sign(&ring).unwrap();
         assert_eq!(Checkpoint::open(&signed, &ring.public()).unwrap(), cp);
         let text = String::from_utf8(signed.clone()).unwrap();

@@ -57,21 +57,43 @@ pub fn split_frames(bytes: &[u8], base: u64) -> (Vec<Frame<'_>>, Option<FrameBre
         let offset = base + pos as u64;
         let rest = &bytes[pos..];
         if rest.len() < FRAME_HEADER {
-            return (frames, Some(FrameBreak { offset, why: format!("{} stray bytes, not a frame header", rest.len()) }));
+            return (
+                frames,
+                Some(FrameBreak {
+                    offset,
+                    why: format!("{} stray bytes, not a frame header", rest.len()),
+                }),
+            );
         }
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len == 0 || len > MAX_ENTRY_BYTES {
-            return (frames, Some(FrameBreak { offset, why: format!("frame length {len} is impossible") }));
+            return (
+                frames,
+                Some(FrameBreak {
+                    offset,
+                    why: format!("frame length {len} is impossible"),
+                }),
+            );
         }
         if rest.len() < FRAME_HEADER + len {
             return (
                 frames,
-                Some(FrameBreak { offset, why: format!("frame of {len} bytes is cut off after {}", rest.len() - FRAME_HEADER) }),
+                Some(FrameBreak {
+                    offset,
+                    why: format!(
+                        "frame of {len} bytes is cut off after {}",
+                        rest.len() - FRAME_HEADER
+                    ),
+                }),
             );
         }
         let entry = &rest[FRAME_HEADER..FRAME_HEADER + len];
-        frames.push(Frame { offset, entry, checksum_ok: crc32fast::hash(entry) == crc });
+        frames.push(Frame {
+            offset,
+            entry,
+            checksum_ok: crc32fast::hash(entry) == crc,
+        });
         pos += FRAME_HEADER + len;
     }
     (frames, None)
@@ -97,6 +119,16 @@ pub struct TornTail {
     pub why: String,
 }
 
+/// What [`Journal::open`] found.
+pub struct Opened {
+    /// The journal, positioned for appends.
+    pub journal: Journal,
+    /// Complete frames after the trusted end, as `(offset, entry)`.
+    pub found: Vec<(u64, Vec<u8>)>,
+    /// The torn tail that was cut, if any.
+    pub torn: Option<TornTail>,
+}
+
 /// An open journal, positioned for appends.
 pub struct Journal {
     path: PathBuf,
@@ -108,24 +140,35 @@ impl Journal {
     /// Opens (creating if absent) the journal at `path`. Frames from
     /// `trusted_end` on are checked; a torn tail of at most
     /// [`MAX_GROUP_BYTES`] is saved to `PATH.torn-OFFSET-NANOS` and cut off.
-    /// Returns the journal and the complete frames found after
-    /// `trusted_end` (as `(offset, entry)`), for the caller to re-index.
-    pub fn open(path: &Path, trusted_end: u64) -> Result<(Self, Vec<(u64, Vec<u8>)>, Option<TornTail>)> {
+    /// The complete frames found after `trusted_end` are returned for the
+    /// caller to re-index.
+    pub fn open(path: &Path, trusted_end: u64) -> Result<Opened> {
         let io = |e| Error::io(path, e);
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
         let mut len = file.metadata().map_err(io)?.len();
         if len == 0 {
-            file.write_all(MAGIC).and_then(|_| file.sync_all()).map_err(io)?;
+            file.write_all(MAGIC)
+                .and_then(|_| file.sync_all())
+                .map_err(io)?;
             sync_parent(path)?;
             len = MAGIC.len() as u64;
         }
         let mut magic = [0u8; 8];
-        file.read_exact_at(&mut magic, 0).map_err(|_| Error::Corrupt {
-            path: path.into(),
-            why: "too short to be a journal".into(),
-        })?;
+        file.read_exact_at(&mut magic, 0)
+            .map_err(|_| Error::Corrupt {
+                path: path.into(),
+                why: "too short to be a journal".into(),
+            })?;
         if &magic != MAGIC {
-            return Err(Error::Corrupt { path: path.into(), why: "not a cairn journal (bad magic)".into() });
+            return Err(Error::Corrupt {
+                path: path.into(),
+                why: "not a cairn journal (bad magic)".into(),
+            });
         }
         let start = trusted_end.max(MAGIC.len() as u64);
         if start > len {
@@ -173,11 +216,26 @@ impl Journal {
                 .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
                 .map_err(|e| Error::io(&saved_to, e))?;
             sync_parent(&saved_to)?;
-            file.set_len(good_end).and_then(|_| file.sync_all()).map_err(io)?;
-            torn = Some(TornTail { offset: good_end, bytes: cut, saved_to, why });
+            file.set_len(good_end)
+                .and_then(|_| file.sync_all())
+                .map_err(io)?;
+            torn = Some(TornTail {
+                offset: good_end,
+                bytes: cut,
+                saved_to,
+                why,
+            });
             len = good_end;
         }
-        Ok((Journal { path: path.into(), file, len }, found, torn))
+        Ok(Opened {
+            journal: Journal {
+                path: path.into(),
+                file,
+                len,
+            },
+            found,
+            torn,
+        })
     }
 
     /// Appends entries as one write and one `fdatasync`. Returns each
@@ -188,7 +246,11 @@ impl Journal {
         let mut offsets = Vec::with_capacity(entries.len());
         for e in entries {
             if e.len() > MAX_ENTRY_BYTES {
-                return Err(Error::TooLarge { what: "journal entry", size: e.len(), limit: MAX_ENTRY_BYTES });
+                return Err(Error::TooLarge {
+                    what: "journal entry",
+                    size: e.len(),
+                    limit: MAX_ENTRY_BYTES,
+                });
             }
             offsets.push(self.len + buf.len() as u64);
             encode_frame(e, &mut buf);
@@ -213,7 +275,9 @@ impl Journal {
             return Ok(None);
         }
         let mut header = [0u8; 4];
-        self.file.read_exact_at(&mut header, start).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .read_exact_at(&mut header, start)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.read(start, u32::from_le_bytes(header)).map(Some)
     }
 
@@ -229,7 +293,10 @@ impl Journal {
 
     /// A second handle for concurrent reads.
     pub fn reader(&self) -> Result<JournalReader> {
-        Ok(JournalReader { path: self.path.clone(), file: File::open(&self.path).map_err(|e| Error::io(&self.path, e))? })
+        Ok(JournalReader {
+            path: self.path.clone(),
+            file: File::open(&self.path).map_err(|e| Error::io(&self.path, e))?,
+        })
     }
 }
 
@@ -248,17 +315,26 @@ impl JournalReader {
 
 fn read_entry(file: &File, path: &Path, offset: u64, len: u32) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; FRAME_HEADER + len as usize];
-    file.read_exact_at(&mut buf, offset).map_err(|e| Error::io(path, e))?;
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|e| Error::io(path, e))?;
     match split_frames(&buf, offset).0.first() {
         Some(f) if f.checksum_ok && f.entry.len() == len as usize => Ok(f.entry.to_vec()),
-        _ => Err(Error::Corrupt { path: path.into(), why: format!("frame at offset {offset} is damaged") }),
+        _ => Err(Error::Corrupt {
+            path: path.into(),
+            why: format!("frame at offset {offset} is damaged"),
+        }),
     }
 }
 
 /// fsyncs the directory holding `path`, so a new file's name is durable.
 pub fn sync_parent(path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]
@@ -269,7 +345,11 @@ mod tests {
     fn appends_reopen_and_cut_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j");
-        let (mut j, found, torn) = Journal::open(&p, 0).unwrap();
+        let Opened {
+            journal: mut j,
+            found,
+            torn,
+        } = Journal::open(&p, 0).unwrap();
         assert!(found.is_empty() && torn.is_none() && j.is_empty());
         let offs = j.append(&[b"one", b"two"]).unwrap();
         assert_eq!(j.read(offs[1], 3).unwrap(), b"two");
@@ -280,8 +360,15 @@ mod tests {
         encode_frame(b"three-three", &mut frame);
         f.write_all(&frame[..12]).unwrap();
         drop(f);
-        let (j, found, torn) = Journal::open(&p, 0).unwrap();
-        assert_eq!(found.iter().map(|(_, e)| e.as_slice()).collect::<Vec<_>>(), [&b"one"[..], b"two"]);
+        let Opened {
+            journal: j,
+            found,
+            torn,
+        } = Journal::open(&p, 0).unwrap();
+        assert_eq!(
+            found.iter().map(|(_, e)| e.as_slice()).collect::<Vec<_>>(),
+            [&b"one"[..], b"two"]
+        );
         let torn = torn.unwrap();
         assert_eq!(torn.bytes, 12);
         assert_eq!(std::fs::read(&torn.saved_to).unwrap(), &frame[..12]);
@@ -293,7 +380,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("j");
         drop(Journal::open(&p, 0).unwrap());
-        assert!(matches!(Journal::open(&p, 1000), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            Journal::open(&p, 1000),
+            Err(Error::Corrupt { .. })
+        ));
         std::fs::write(&p, b"NOTAJRNL").unwrap();
         assert!(matches!(Journal::open(&p, 0), Err(Error::Corrupt { .. })));
     }

@@ -99,7 +99,7 @@ impl Keyring {
         let cert = self
             .identity
             .sign(&certificate_text(&set), CTX_KEY_CERTIFICATE)?;
-        Ok(serde_json::to_value(GenesisBody {
+        serde_json::to_value(GenesisBody {
             keys: GenesisKeys {
                 identity: set.identity.vkey(),
                 operational: set.operational.vkey(),
@@ -107,7 +107,7 @@ impl Keyring {
             },
             certificate: B64.encode(cert),
         })
-        .map_err(|e| Error::Invalid(e.to_string()))?)
+        .map_err(|e| Error::Invalid(e.to_string()))
     }
 }
 
@@ -128,7 +128,9 @@ impl KeySet {
             cosigner: PublicKey::from_vkey(&g.keys.cosigner)?,
         };
         let bad = |why: &str| Error::malformed("genesis record", why.to_string());
-        if set.identity.algorithm() != Algorithm::MlDsa65 || set.operational.algorithm() != Algorithm::MlDsa65 {
+        if set.identity.algorithm() != Algorithm::MlDsa65
+            || set.operational.algorithm() != Algorithm::MlDsa65
+        {
             return Err(bad("identity and operational keys must be ML-DSA-65"));
         }
         if set.cosigner.algorithm() != Algorithm::Ed25519 {
@@ -137,9 +139,16 @@ impl KeySet {
         if set.cosigner.name() != set.origin() {
             return Err(bad("cosigner key name must be the log origin"));
         }
-        let cert = B64.decode(&g.certificate).map_err(|_| bad("certificate is not base64"))?;
-        if !set.identity.verify(&certificate_text(&set), &cert, CTX_KEY_CERTIFICATE) {
-            return Err(bad("the identity key's certificate over the operational key does not verify"));
+        let cert = B64
+            .decode(&g.certificate)
+            .map_err(|_| bad("certificate is not base64"))?;
+        if !set
+            .identity
+            .verify(&certificate_text(&set), &cert, CTX_KEY_CERTIFICATE)
+        {
+            return Err(bad(
+                "the identity key's certificate over the operational key does not verify",
+            ));
         }
         Ok(set)
     }
@@ -174,13 +183,22 @@ struct GenesisKeys {
 /// group or others).
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => {}
         Err(e) => return Err(Error::io(dir, e)),
     }
-    let mode = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?.permissions().mode() & 0o777;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .permissions()
+        .mode()
+        & 0o777;
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(dir, e))?;
     }
     Ok(())
 }

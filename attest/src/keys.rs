@@ -121,7 +121,13 @@ impl Eq for PublicKey {}
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublicKey({} {} {})", self.name, self.algorithm.label(), self.fingerprint())
+        write!(
+            f,
+            "PublicKey({} {} {})",
+            self.name,
+            self.algorithm.label(),
+            self.fingerprint()
+        )
     }
 }
 
@@ -146,15 +152,24 @@ impl PublicKey {
         h.update([algorithm.note_type()]);
         h.update(&bytes);
         let d = h.finalize();
-        let invalid = || Error::malformed("public key", format!("not a valid {} key", algorithm.label()));
+        let invalid = || {
+            Error::malformed(
+                "public key",
+                format!("not a valid {} key", algorithm.label()),
+            )
+        };
         let expanded = match algorithm {
             Algorithm::MlDsa65 => Expanded::MlDsa65(Arc::new(
-                ml_dsa_65::PublicKey::try_from_bytes(bytes.as_slice().try_into().map_err(|_| invalid())?)
-                    .map_err(|_| invalid())?,
+                ml_dsa_65::PublicKey::try_from_bytes(
+                    bytes.as_slice().try_into().map_err(|_| invalid())?,
+                )
+                .map_err(|_| invalid())?,
             )),
             Algorithm::Ed25519 => Expanded::Ed25519(
-                ed25519_dalek::VerifyingKey::from_bytes(&bytes.as_slice().try_into().map_err(|_| invalid())?)
-                    .map_err(|_| invalid())?,
+                ed25519_dalek::VerifyingKey::from_bytes(
+                    &bytes.as_slice().try_into().map_err(|_| invalid())?,
+                )
+                .map_err(|_| invalid())?,
             ),
         };
         Ok(PublicKey {
@@ -183,7 +198,10 @@ impl PublicKey {
         })?;
         let pk = PublicKey::new(name, algorithm, bytes.to_vec())?;
         if id != hex::encode(pk.key_id.0) {
-            return Err(Error::malformed("verifier key", "key id does not match the key"));
+            return Err(Error::malformed(
+                "verifier key",
+                "key id does not match the key",
+            ));
         }
         Ok(pk)
     }
@@ -193,7 +211,12 @@ impl PublicKey {
         let mut raw = Vec::with_capacity(1 + self.bytes.len());
         raw.push(self.algorithm.note_type());
         raw.extend_from_slice(&self.bytes);
-        format!("{}+{}+{}", self.name, hex::encode(self.key_id.0), B64.encode(raw))
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.key_id.0),
+            B64.encode(raw)
+        )
     }
 
     /// SHA-256 over type ‖ key, hex: the fingerprint to compare out of band.
@@ -294,7 +317,11 @@ impl SoftwareEd25519 {
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self> {
         let sk = ed25519_dalek::SigningKey::from_bytes(seed);
         Ok(SoftwareEd25519 {
-            public: PublicKey::new(name, Algorithm::Ed25519, sk.verifying_key().to_bytes().to_vec())?,
+            public: PublicKey::new(
+                name,
+                Algorithm::Ed25519,
+                sk.verifying_key().to_bytes().to_vec(),
+            )?,
             secret: Locked::new(sk),
         })
     }
@@ -352,14 +379,19 @@ pub fn load_key_file(path: &Path) -> Result<Box<dyn Signer>> {
         )));
     }
     if meta.len() > 4096 {
-        return Err(Error::malformed("secret key file", format!("{} is too large", path.display())));
+        return Err(Error::malformed(
+            "secret key file",
+            format!("{} is too large", path.display()),
+        ));
     }
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
     let bad = |why: &str| Error::malformed("secret key file", format!("{}: {why}", path.display()));
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(' ').collect();
     let [h, alg, name] = header.as_slice() else {
-        return Err(bad("first line must be 'cairn-secret-key/v1 ALGORITHM NAME'"));
+        return Err(bad(
+            "first line must be 'cairn-secret-key/v1 ALGORITHM NAME'",
+        ));
     };
     if *h != SECRET_HEADER {
         return Err(bad("not a cairn secret key"));
@@ -401,7 +433,8 @@ mod tests {
     #[test]
     fn vkey_round_trips_and_rejects_a_wrong_id() {
         for k in [
-            Box::new(SoftwareMlDsa65::from_seed("a.example/log", &[2; 32]).unwrap()) as Box<dyn Signer>,
+            Box::new(SoftwareMlDsa65::from_seed("a.example/log", &[2; 32]).unwrap())
+                as Box<dyn Signer>,
             Box::new(SoftwareEd25519::from_seed("a.example/log", &[2; 32]).unwrap()),
         ] {
             let v = k.public_key().vkey();
@@ -417,11 +450,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
         let a = create_key_file(&p, Algorithm::MlDsa65, "x.example").unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let b = load_key_file(&p).unwrap();
         assert_eq!(a.public_key(), b.public_key());
         assert!(create_key_file(&p, Algorithm::MlDsa65, "x.example").is_err());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(load_key_file(&p).err().unwrap().to_string().contains("0600"));
+        assert!(load_key_file(&p)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("0600"));
     }
 }

@@ -32,11 +32,13 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{self, Entry};
 use crate::error::{Error, Result};
-use crate::journal::{Journal, JournalReader, TornTail, FRAME_HEADER, MAX_GROUP_BYTES};
+use crate::journal::{Journal, JournalReader, Opened, TornTail, FRAME_HEADER, MAX_GROUP_BYTES};
 use crate::keyring::{KeySet, Keyring};
 use crate::merkle::{self, Frontier, Hash, NodeSource};
 use crate::payload::{self, PayloadPolicy};
-use crate::record::{now_timestamp, Actor, Record, RecordHash, RecordRef, FORMAT_VERSION, KIND_GENESIS};
+use crate::record::{
+    now_timestamp, Actor, Record, RecordHash, RecordRef, FORMAT_VERSION, KIND_GENESIS,
+};
 
 /// File name of the entry journal inside a ledger directory.
 pub const RECORDS_JOURNAL: &str = "records.journal";
@@ -92,7 +94,14 @@ pub struct RecordDraft {
 impl RecordDraft {
     /// A draft with no model, reference or payloads.
     pub fn new(kind: &str, actor: Actor, body: serde_json::Value) -> Self {
-        RecordDraft { kind: kind.into(), actor, model: None, reference: None, body, payloads: Vec::new() }
+        RecordDraft {
+            kind: kind.into(),
+            actor,
+            model: None,
+            reference: None,
+            body,
+            payloads: Vec::new(),
+        }
     }
 }
 
@@ -110,7 +119,10 @@ pub struct Receipt {
 impl Receipt {
     /// A reference to this record, for a record that answers it.
     pub fn reference(&self) -> RecordRef {
-        RecordRef { seq: self.seq, hash: self.hash.clone() }
+        RecordRef {
+            seq: self.seq,
+            hash: self.hash.clone(),
+        }
     }
 }
 
@@ -233,7 +245,10 @@ impl Location {
 
     fn decode(v: &[u8], dir: &Path) -> Result<Self> {
         if v.len() != 44 {
-            return Err(Error::Corrupt { path: dir.join(INDEX_DIR), why: "index entry has the wrong size".into() });
+            return Err(Error::Corrupt {
+                path: dir.join(INDEX_DIR),
+                why: "index entry has the wrong size".into(),
+            });
         }
         Ok(Location {
             offset: u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
@@ -254,9 +269,18 @@ impl NodeSource for IndexNodes<'_> {
         let v = self
             .0
             .get(mkey(level, index))
-            .map_err(|source| Error::Index { path: self.1.join(INDEX_DIR), source })?
-            .ok_or_else(|| Error::Corrupt { path: self.1.join(INDEX_DIR), why: format!("Merkle node {level}/{index} is missing") })?;
-        v.as_ref().try_into().map_err(|_| Error::Corrupt { path: self.1.join(INDEX_DIR), why: "Merkle node has the wrong size".into() })
+            .map_err(|source| Error::Index {
+                path: self.1.join(INDEX_DIR),
+                source,
+            })?
+            .ok_or_else(|| Error::Corrupt {
+                path: self.1.join(INDEX_DIR),
+                why: format!("Merkle node {level}/{index} is missing"),
+            })?;
+        v.as_ref().try_into().map_err(|_| Error::Corrupt {
+            path: self.1.join(INDEX_DIR),
+            why: "Merkle node has the wrong size".into(),
+        })
     }
 }
 
@@ -283,11 +307,18 @@ impl Ledger {
                 open_index(&index_path)?
             }
         };
-        let sled_err = |source| Error::Index { path: index_path.clone(), source };
+        let sled_err = |source| Error::Index {
+            path: index_path.clone(),
+            source,
+        };
         let public = keys.public();
 
         // Reconcile the records journal with the index.
-        let last = index.scan_prefix([b'r']).next_back().transpose().map_err(sled_err)?;
+        let last = index
+            .scan_prefix([b'r'])
+            .next_back()
+            .transpose()
+            .map_err(sled_err)?;
         let (mut size, trusted_end, mut tip) = match &last {
             Some((k, v)) => {
                 let seq = u64::from_be_bytes(k[1..9].try_into().unwrap_or_default());
@@ -297,7 +328,11 @@ impl Ledger {
             None => (0, 0, None),
         };
         let rpath = dir.join(RECORDS_JOURNAL);
-        let (journal, found, torn) = Journal::open(&rpath, trusted_end)?;
+        let Opened {
+            journal,
+            found,
+            torn,
+        } = Journal::open(&rpath, trusted_end)?;
         recovery.torn_records = torn;
         if let Some(first) = journal.first()? {
             check_genesis(&first, &public, dir)?;
@@ -307,35 +342,72 @@ impl Ledger {
             let bytes = journal.read(loc.offset, loc.len)?;
             let e = Entry::parse(&bytes)?;
             if e.hash() != loc.hash || e.record.seq != seq {
-                return Err(Error::Corrupt { path: rpath, why: format!("record {seq} in the journal is not the one the index holds") });
+                return Err(Error::Corrupt {
+                    path: rpath,
+                    why: format!("record {seq} in the journal is not the one the index holds"),
+                });
             }
             tip_hash = loc.hash;
         }
         let mut frontier = Frontier::load(&IndexNodes(&index, dir), size)?;
         let mut batch = sled::Batch::default();
         for (offset, bytes) in &found {
-            let e = Entry::parse(bytes).map_err(|err| Error::Corrupt { path: rpath.clone(), why: format!("entry at offset {offset}: {err}") })?;
-            let expect_prev = if size == 0 { RecordHash::default() } else { tip_hash };
+            let e = Entry::parse(bytes).map_err(|err| Error::Corrupt {
+                path: rpath.clone(),
+                why: format!("entry at offset {offset}: {err}"),
+            })?;
+            let expect_prev = if size == 0 {
+                RecordHash::default()
+            } else {
+                tip_hash
+            };
             if e.record.seq != size || e.record.prev_hash()? != expect_prev {
-                return Err(Error::Corrupt { path: rpath, why: format!("entry at offset {offset} does not continue the chain at record {size}") });
+                return Err(Error::Corrupt {
+                    path: rpath,
+                    why: format!(
+                        "entry at offset {offset} does not continue the chain at record {size}"
+                    ),
+                });
             }
-            e.verify(&public.operational).map_err(|err| Error::Corrupt { path: rpath.clone(), why: err.to_string() })?;
+            e.verify(&public.operational)
+                .map_err(|err| Error::Corrupt {
+                    path: rpath.clone(),
+                    why: err.to_string(),
+                })?;
             tip_hash = e.hash();
-            batch.insert(&rkey(size)[..], &Location { offset: *offset, len: bytes.len() as u32, hash: tip_hash }.encode()[..]);
-            frontier.push(merkle::leaf_hash(bytes), |l, i, h| batch.insert(&mkey(l, i)[..], &h[..]));
+            batch.insert(
+                &rkey(size)[..],
+                &Location {
+                    offset: *offset,
+                    len: bytes.len() as u32,
+                    hash: tip_hash,
+                }
+                .encode()[..],
+            );
+            frontier.push(merkle::leaf_hash(bytes), |l, i, h| {
+                batch.insert(&mkey(l, i)[..], &h[..])
+            });
             size += 1;
             recovery.reindexed += 1;
         }
         index.apply_batch(batch).map_err(sled_err)?;
 
         // Reconcile checkpoints.
-        let last_cp = index.scan_prefix([b'c']).next_back().transpose().map_err(sled_err)?;
+        let last_cp = index
+            .scan_prefix([b'c'])
+            .next_back()
+            .transpose()
+            .map_err(sled_err)?;
         let cp_trusted_end = match &last_cp {
             Some((_, v)) => Location::decode(v, dir)?.end(),
             None => 0,
         };
         let cpath = dir.join(CHECKPOINTS_JOURNAL);
-        let (cp_journal, cp_found, cp_torn) = Journal::open(&cpath, cp_trusted_end)?;
+        let Opened {
+            journal: cp_journal,
+            found: cp_found,
+            torn: cp_torn,
+        } = Journal::open(&cpath, cp_trusted_end)?;
         recovery.torn_checkpoints = cp_torn;
         let mut latest_checkpoint = match &last_cp {
             Some((_, v)) => {
@@ -346,24 +418,45 @@ impl Ledger {
             None => None,
         };
         for (offset, bytes) in cp_found {
-            let cp = Checkpoint::open(&bytes, &public).map_err(|e| Error::Corrupt { path: cpath.clone(), why: format!("checkpoint at offset {offset}: {e}") })?;
+            let cp = Checkpoint::open(&bytes, &public).map_err(|e| Error::Corrupt {
+                path: cpath.clone(),
+                why: format!("checkpoint at offset {offset}: {e}"),
+            })?;
             if cp.size > size {
                 return Err(Error::Corrupt {
                     path: cpath,
                     why: format!("checkpoint covers {} records but the journal holds {size}: records were lost or removed", cp.size),
                 });
             }
-            let loc = Location { offset, len: bytes.len() as u32, hash: RecordHash(cp.root) };
-            index.insert(ckey(cp.size), &loc.encode()[..]).map_err(sled_err)?;
+            let loc = Location {
+                offset,
+                len: bytes.len() as u32,
+                hash: RecordHash(cp.root),
+            };
+            index
+                .insert(ckey(cp.size), &loc.encode()[..])
+                .map_err(sled_err)?;
             recovery.reindexed_checkpoints += 1;
             latest_checkpoint = Some((cp, bytes));
         }
         if let Some((cp, _)) = &latest_checkpoint {
             if cp.size > size {
-                return Err(Error::Corrupt { path: cpath, why: format!("checkpoint covers {} records but the journal holds {size}", cp.size) });
+                return Err(Error::Corrupt {
+                    path: cpath,
+                    why: format!(
+                        "checkpoint covers {} records but the journal holds {size}",
+                        cp.size
+                    ),
+                });
             }
             if merkle::root(&IndexNodes(&index, dir), cp.size)? != cp.root {
-                return Err(Error::Corrupt { path: cpath, why: format!("the log's root at size {} differs from its signed checkpoint", cp.size) });
+                return Err(Error::Corrupt {
+                    path: cpath,
+                    why: format!(
+                        "the log's root at size {} differs from its signed checkpoint",
+                        cp.size
+                    ),
+                });
             }
         }
         // Payloads of records that never became durable.
@@ -381,7 +474,11 @@ impl Ledger {
             db,
             index,
             payloads,
-            seq: Mutex::new(Sequencer { next: size, last: tip_hash, epoch: 0 }),
+            seq: Mutex::new(Sequencer {
+                next: size,
+                last: tip_hash,
+                epoch: 0,
+            }),
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
             state: Mutex::new(State {
@@ -396,14 +493,29 @@ impl Ledger {
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("cairn-ledger-writer".into())
-            .spawn(move || Writer { shared: writer_shared, journal, cp_journal }.run())
+            .spawn(move || {
+                Writer {
+                    shared: writer_shared,
+                    journal,
+                    cp_journal,
+                }
+                .run()
+            })
             .map_err(|e| Error::io(dir, e))?;
         let (sign_jobs, jobs) = crossbeam_channel::unbounded::<SignJob>();
         let threads = match shared.config.signing_threads {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         };
-        let mut ledger = Ledger { shared: shared.clone(), sign_jobs: Some(sign_jobs), signers: Vec::new(), writer: Some(writer), recovery };
+        let mut ledger = Ledger {
+            shared: shared.clone(),
+            sign_jobs: Some(sign_jobs),
+            signers: Vec::new(),
+            writer: Some(writer),
+            recovery,
+        };
         for i in 0..threads {
             let (shared, jobs) = (shared.clone(), jobs.clone());
             let h = std::thread::Builder::new()
@@ -414,7 +526,13 @@ impl Ledger {
         }
         if size == 0 {
             let body = ledger.shared.keys.genesis_body()?;
-            ledger.append(RecordDraft::new(KIND_GENESIS, Actor::System { name: "cairn-attest".into() }, body))?;
+            ledger.append(RecordDraft::new(
+                KIND_GENESIS,
+                Actor::System {
+                    name: "cairn-attest".into(),
+                },
+                body,
+            ))?;
         }
         Ok(ledger)
     }
@@ -474,7 +592,13 @@ impl Ledger {
             (record.seq, sq.epoch, text)
         };
         let (reply, rx) = sync_channel(1);
-        let job = SignJob { seq, epoch, text, payloads, reply };
+        let job = SignJob {
+            seq,
+            epoch,
+            text,
+            payloads,
+            reply,
+        };
         self.sign_jobs
             .as_ref()
             .ok_or_else(|| Error::Poisoned("the ledger is closing".into()))?
@@ -523,13 +647,19 @@ impl Ledger {
     pub fn entry(&self, seq: u64) -> Result<Vec<u8>> {
         let s = &self.shared;
         if seq >= self.size() {
-            return Err(Error::NotFound(format!("record {seq} does not exist (the log has {} records)", self.size())));
+            return Err(Error::NotFound(format!(
+                "record {seq} does not exist (the log has {} records)",
+                self.size()
+            )));
         }
         let v = s
             .index
             .get(rkey(seq))
             .map_err(|e| self.index_err(e))?
-            .ok_or_else(|| Error::Corrupt { path: s.dir.join(INDEX_DIR), why: format!("record {seq} is not indexed") })?;
+            .ok_or_else(|| Error::Corrupt {
+                path: s.dir.join(INDEX_DIR),
+                why: format!("record {seq} is not indexed"),
+            })?;
         let loc = Location::decode(&v, &s.dir)?;
         s.records.read(loc.offset, loc.len)
     }
@@ -559,7 +689,11 @@ impl Ledger {
 
     /// A payload kept for record `seq`, with its salt, unless erased.
     pub fn payload(&self, seq: u64, name: &str) -> Result<Option<([u8; 32], Vec<u8>)>> {
-        let v = self.shared.payloads.get(payload_key(seq, name)).map_err(|e| self.index_err(e))?;
+        let v = self
+            .shared
+            .payloads
+            .get(payload_key(seq, name))
+            .map_err(|e| self.index_err(e))?;
         Ok(v.map(|v| {
             let (_, salt, bytes) = decode_payload(&v);
             (salt, bytes.to_vec())
@@ -602,13 +736,18 @@ impl Ledger {
     fn check_size(&self, size: u64) -> Result<()> {
         let have = self.size();
         if size > have {
-            return Err(Error::NotFound(format!("tree size {size} is larger than the log ({have} records)")));
+            return Err(Error::NotFound(format!(
+                "tree size {size} is larger than the log ({have} records)"
+            )));
         }
         Ok(())
     }
 
     fn index_err(&self, source: sled::Error) -> Error {
-        Error::Index { path: self.shared.dir.join(INDEX_DIR), source }
+        Error::Index {
+            path: self.shared.dir.join(INDEX_DIR),
+            source,
+        }
     }
 }
 
@@ -624,7 +763,9 @@ impl Shared {
         };
         let mut q = lock(&self.queue);
         if q.shutdown {
-            let _ = slot.reply.send(Err(Error::Poisoned("the ledger stopped accepting records".into())));
+            let _ = slot.reply.send(Err(Error::Poisoned(
+                "the ledger stopped accepting records".into(),
+            )));
             return;
         }
         if q.epoch != job.epoch {
@@ -660,7 +801,10 @@ impl Drop for Ledger {
 fn open_index(path: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
     let p = path.to_path_buf();
     let opened = std::panic::catch_unwind(move || -> Result<_> {
-        let err = |source| Error::Index { path: p.clone(), source };
+        let err = |source| Error::Index {
+            path: p.clone(),
+            source,
+        };
         let db = sled::Config::new().path(&p).open().map_err(err)?;
         let index = db.open_tree("index").map_err(err)?;
         let payloads = db.open_tree("payloads").map_err(err)?;
@@ -669,27 +813,45 @@ fn open_index(path: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
         payloads.last().map_err(err)?;
         Ok((db, index, payloads))
     });
-    opened.unwrap_or_else(|_| Err(Error::Corrupt { path: path.to_path_buf(), why: "the index database is damaged".into() }))
+    opened.unwrap_or_else(|_| {
+        Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            why: "the index database is damaged".into(),
+        })
+    })
 }
 
 /// Checks that the log's genesis record publishes exactly `public`.
 fn check_genesis(first: &[u8], public: &KeySet, dir: &Path) -> Result<()> {
-    let e = Entry::parse(first).map_err(|e| Error::Corrupt { path: dir.join(RECORDS_JOURNAL), why: format!("genesis record: {e}") })?;
+    let e = Entry::parse(first).map_err(|e| Error::Corrupt {
+        path: dir.join(RECORDS_JOURNAL),
+        why: format!("genesis record: {e}"),
+    })?;
     if e.record.kind != KIND_GENESIS {
-        return Err(Error::Corrupt { path: dir.join(RECORDS_JOURNAL), why: "the first record is not a genesis record".into() });
+        return Err(Error::Corrupt {
+            path: dir.join(RECORDS_JOURNAL),
+            why: "the first record is not a genesis record".into(),
+        });
     }
     if &KeySet::from_genesis(&e.record.body)? != public {
-        return Err(Error::Invalid(format!("{}: this ledger was created with other keys than the ones given", dir.display())));
+        return Err(Error::Invalid(format!(
+            "{}: this ledger was created with other keys than the ones given",
+            dir.display()
+        )));
     }
     Ok(())
 }
 
 fn wait<T>(rx: Receiver<Result<T>>) -> Result<T> {
-    rx.recv().unwrap_or_else(|_| Err(Error::Poisoned("the ledger writer stopped".into())))
+    rx.recv()
+        .unwrap_or_else(|_| Err(Error::Poisoned("the ledger writer stopped".into())))
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn payload_key(seq: u64, name: &str) -> Vec<u8> {
@@ -722,9 +884,14 @@ fn decode_payload(v: &[u8]) -> (u64, [u8; 32], &[u8]) {
 /// follow it with an fsync of the database file.
 fn durable_index_flush(db: &sled::Db, dir: &Path) -> Result<()> {
     let path = dir.join(INDEX_DIR);
-    db.flush().map_err(|source| Error::Index { path: path.clone(), source })?;
+    db.flush().map_err(|source| Error::Index {
+        path: path.clone(),
+        source,
+    })?;
     let f = path.join("db");
-    std::fs::File::open(&f).and_then(|f| f.sync_all()).map_err(|e| Error::io(&f, e))
+    std::fs::File::open(&f)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&f, e))
 }
 
 /// The single writer thread: commits contiguous groups, checkpoints.
@@ -752,7 +919,11 @@ impl Writer {
                 Work::Checkpoint(waiters) => {
                     let r = self.make_checkpoint();
                     for w in waiters {
-                        let _ = w.send(r.as_ref().map(|(_, b)| b.clone()).map_err(|e| Error::Invalid(e.to_string())));
+                        let _ = w.send(
+                            r.as_ref()
+                                .map(|(_, b)| b.clone())
+                                .map_err(|e| Error::Invalid(e.to_string())),
+                        );
                     }
                 }
                 Work::Group(group) => self.commit(group),
@@ -770,7 +941,9 @@ impl Writer {
                 let mut bytes = 0usize;
                 let mut seq = next;
                 while group.len() < s.config.max_group_records && bytes < MAX_GROUP_BYTES / 2 {
-                    let Some(slot) = q.slots.remove(&seq) else { break };
+                    let Some(slot) = q.slots.remove(&seq) else {
+                        break;
+                    };
                     bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0);
                     let failed = slot.sealed.is_err();
                     group.push((seq, slot));
@@ -790,29 +963,48 @@ impl Writer {
             if q.shutdown {
                 // Anything left cannot be contiguous with the log.
                 for (_, slot) in std::mem::take(&mut q.slots) {
-                    let _ = slot.reply.send(Err(Error::Poisoned("the ledger closed before this record was written".into())));
+                    let _ = slot.reply.send(Err(Error::Poisoned(
+                        "the ledger closed before this record was written".into(),
+                    )));
                 }
                 return Work::Stop;
             }
-            let timeout = s.config.checkpoint_every.unwrap_or(Duration::from_secs(3600)).min(Duration::from_secs(1));
-            q = s.queue_cv.wait_timeout(q, timeout).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+            let timeout = s
+                .config
+                .checkpoint_every
+                .unwrap_or(Duration::from_secs(3600))
+                .min(Duration::from_secs(1));
+            q = s
+                .queue_cv
+                .wait_timeout(q, timeout)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
         }
     }
 
     fn checkpoint_due(&self) -> bool {
         let st = lock(&self.shared.state);
-        let covered = st.latest_checkpoint.as_ref().map(|(c, _)| c.size).unwrap_or(0);
+        let covered = st
+            .latest_checkpoint
+            .as_ref()
+            .map(|(c, _)| c.size)
+            .unwrap_or(0);
         if st.poisoned.is_some() || st.size == covered {
             return false;
         }
         let every = self.shared.config.checkpoint_every_records;
         (every > 0 && st.size - covered >= every)
-            || self.shared.config.checkpoint_every.is_some_and(|d| st.last_checkpoint_at.elapsed() >= d)
+            || self
+                .shared
+                .config
+                .checkpoint_every
+                .is_some_and(|d| st.last_checkpoint_at.elapsed() >= d)
     }
 
     fn commit(&mut self, group: Vec<(u64, Slot)>) {
         let s = self.shared.clone();
-        let (ok, failed): (Vec<_>, Vec<_>) = group.into_iter().partition(|(_, sl)| sl.sealed.is_ok());
+        let (ok, failed): (Vec<_>, Vec<_>) =
+            group.into_iter().partition(|(_, sl)| sl.sealed.is_ok());
         if !ok.is_empty() {
             match self.write_group(&ok) {
                 Ok(receipts) => {
@@ -838,7 +1030,10 @@ impl Writer {
         if let Some((seq, slot)) = failed.into_iter().next() {
             // A record could not be signed: it and every record chained after
             // it are refused, and sequencing rewinds to it.
-            let err = slot.sealed.err().unwrap_or_else(|| Error::Invalid("unsigned".into()));
+            let err = slot
+                .sealed
+                .err()
+                .unwrap_or_else(|| Error::Invalid("unsigned".into()));
             let why = err.to_string();
             let _ = slot.reply.send(Err(err));
             let mut q = lock(&s.queue);
@@ -862,17 +1057,27 @@ impl Writer {
 
     fn write_group(&mut self, group: &[(u64, Slot)]) -> Result<Vec<Receipt>> {
         let s = self.shared.clone();
-        let sled_err = |source| Error::Index { path: s.dir.join(INDEX_DIR), source };
+        let sled_err = |source| Error::Index {
+            path: s.dir.join(INDEX_DIR),
+            source,
+        };
         // Payloads first, durably, so an acknowledged record never lacks them.
-        if s.config.payload_policy != PayloadPolicy::HashOnly && group.iter().any(|(_, sl)| !sl.payloads.is_empty()) {
+        if s.config.payload_policy != PayloadPolicy::HashOnly
+            && group.iter().any(|(_, sl)| !sl.payloads.is_empty())
+        {
             for (seq, slot) in group {
                 for (name, salt, bytes) in &slot.payloads {
-                    s.payloads.insert(payload_key(*seq, name), encode_payload(salt, bytes)).map_err(sled_err)?;
+                    s.payloads
+                        .insert(payload_key(*seq, name), encode_payload(salt, bytes))
+                        .map_err(sled_err)?;
                 }
             }
             durable_index_flush(&s.db, &s.dir)?;
         }
-        let entries: Vec<&[u8]> = group.iter().filter_map(|(_, sl)| sl.sealed.as_deref().ok()).collect();
+        let entries: Vec<&[u8]> = group
+            .iter()
+            .filter_map(|(_, sl)| sl.sealed.as_deref().ok())
+            .collect();
         let offsets = self.journal.append(&entries)?;
         // Durable now. Index and extend the tree in one atomic sled batch.
         let mut st = lock(&s.state);
@@ -880,16 +1085,32 @@ impl Writer {
         let mut receipts = Vec::with_capacity(group.len());
         for (((seq, slot), bytes), offset) in group.iter().zip(&entries).zip(offsets) {
             let leaf = merkle::leaf_hash(bytes);
-            batch.insert(&rkey(*seq)[..], &Location { offset, len: bytes.len() as u32, hash: slot.hash }.encode()[..]);
-            st.frontier.push(leaf, |l, i, h| batch.insert(&mkey(l, i)[..], &h[..]));
-            receipts.push(Receipt { seq: *seq, hash: slot.hash.to_hex(), leaf: hex::encode(leaf) });
+            batch.insert(
+                &rkey(*seq)[..],
+                &Location {
+                    offset,
+                    len: bytes.len() as u32,
+                    hash: slot.hash,
+                }
+                .encode()[..],
+            );
+            st.frontier
+                .push(leaf, |l, i, h| batch.insert(&mkey(l, i)[..], &h[..]));
+            receipts.push(Receipt {
+                seq: *seq,
+                hash: slot.hash.to_hex(),
+                leaf: hex::encode(leaf),
+            });
             st.tip = slot.hash;
         }
         st.size += group.len() as u64;
         if let Err(e) = s.index.apply_batch(batch) {
             // The records are durable (the journal is the truth) and are
             // acknowledged; the index is rebuilt from the journal on reopen.
-            st.poisoned = Some(format!("index update failed, reopen the ledger: {}", sled_err(e)));
+            st.poisoned = Some(format!(
+                "index update failed, reopen the ledger: {}",
+                sled_err(e)
+            ));
         }
         Ok(receipts)
     }
@@ -908,13 +1129,24 @@ impl Writer {
             }
             (st.size, st.frontier.root())
         };
-        let cp = Checkpoint { origin: s.public.origin().to_string(), size, root };
+        let cp = Checkpoint {
+            origin: s.public.origin().to_string(),
+            size,
+            root,
+        };
         let signed = cp.sign(&s.keys)?;
         let offset = self.cp_journal.append(&[&signed])?[0];
-        let loc = Location { offset, len: signed.len() as u32, hash: RecordHash(root) };
+        let loc = Location {
+            offset,
+            len: signed.len() as u32,
+            hash: RecordHash(root),
+        };
         s.index
             .insert(ckey(size), &loc.encode()[..])
-            .map_err(|source| Error::Index { path: s.dir.join(INDEX_DIR), source })?;
+            .map_err(|source| Error::Index {
+                path: s.dir.join(INDEX_DIR),
+                source,
+            })?;
         let mut st = lock(&s.state);
         st.latest_checkpoint = Some((cp.clone(), signed.clone()));
         st.last_checkpoint_at = Instant::now();

@@ -21,7 +21,10 @@ impl LedgerFiles {
     pub fn open(dir: &Path) -> Result<Self> {
         let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
         if !meta.is_dir() {
-            return Err(Error::Invalid(format!("{} is not a directory", dir.display())));
+            return Err(Error::Invalid(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
         }
         let records = dir.join(RECORDS_JOURNAL);
         if !records.exists() {
@@ -31,12 +34,18 @@ impl LedgerFiles {
             )));
         }
         let cps = dir.join(CHECKPOINTS_JOURNAL);
-        Ok(LedgerFiles { records: map(&records)?, checkpoints: map_optional(&cps)? })
+        Ok(LedgerFiles {
+            records: map(&records)?,
+            checkpoints: map_optional(&cps)?,
+        })
     }
 
     /// The log as bytes for [`crate::verify::verify_log`].
     pub fn log_bytes(&self) -> LogBytes<'_> {
-        log_from_journals(self.records.as_deref().unwrap_or_default(), self.checkpoints.as_deref().unwrap_or_default())
+        log_from_journals(
+            self.records.as_deref().unwrap_or_default(),
+            self.checkpoints.as_deref().unwrap_or_default(),
+        )
     }
 }
 
@@ -56,7 +65,9 @@ fn map(path: &Path) -> Result<Option<memmap2::Mmap>> {
     }
     // SAFETY: the journals are append-only; the mapping is read-only and
     // every length read from it is bounds-checked by split_frames.
-    unsafe { memmap2::Mmap::map(&f) }.map(Some).map_err(|e| Error::io(path, e))
+    unsafe { memmap2::Mmap::map(&f) }
+        .map(Some)
+        .map_err(|e| Error::io(path, e))
 }
 
 fn map_optional(path: &Path) -> Result<Option<memmap2::Mmap>> {
@@ -73,7 +84,10 @@ fn frames<'a>(file: &str, bytes: &'a [u8], damage: &mut Vec<Finding>) -> Vec<Sto
         return Vec::new();
     }
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        damage.push(Finding { subject: Subject::Storage { file, offset: 0 }, why: "not a cairn journal (bad magic)".into() });
+        damage.push(Finding {
+            subject: Subject::Storage { file, offset: 0 },
+            why: "not a cairn journal (bad magic)".into(),
+        });
         return Vec::new();
     }
     let (found, brk) = split_frames(&bytes[MAGIC.len()..], MAGIC.len() as u64);
@@ -87,5 +101,12 @@ fn frames<'a>(file: &str, bytes: &'a [u8], damage: &mut Vec<Finding>) -> Vec<Sto
             ),
         });
     }
-    found.into_iter().map(|f| Stored { bytes: f.entry, intact: f.checksum_ok, offset: f.offset }).collect()
+    found
+        .into_iter()
+        .map(|f| Stored {
+            bytes: f.entry,
+            intact: f.checksum_ok,
+            offset: f.offset,
+        })
+        .collect()
 }

@@ -119,7 +119,10 @@ fn range_hash(src: &impl NodeSource, start: u64, n: u64) -> Result<Hash> {
         return src.node(level, start >> level);
     }
     let k = largest_power_of_two_below(n);
-    Ok(node_hash(&range_hash(src, start, k)?, &range_hash(src, start + k, n - k)?))
+    Ok(node_hash(
+        &range_hash(src, start, k)?,
+        &range_hash(src, start + k, n - k)?,
+    ))
 }
 
 /// The root of the first `size` leaves.
@@ -215,7 +218,13 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root
 
 /// RFC 9162 §2.1.4.2: does `proof` show the tree of size `old` with root
 /// `old_root` is a prefix of the tree of size `new` with root `new_root`?
-pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> bool {
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> bool {
     if old > new {
         return false;
     }
@@ -323,7 +332,11 @@ mod tests {
     fn naive_subproof(m: usize, leaves: &[Hash], whole: bool) -> Vec<Hash> {
         let n = leaves.len();
         if m == n {
-            return if whole { vec![] } else { vec![naive_root(leaves)] };
+            return if whole {
+                vec![]
+            } else {
+                vec![naive_root(leaves)]
+            };
         }
         let k = largest_power_of_two_below(n as u64) as usize;
         if m <= k {

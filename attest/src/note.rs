@@ -137,7 +137,10 @@ pub fn check_text(text: &[u8]) -> Result<()> {
     let s = std::str::from_utf8(text)
         .map_err(|_| Error::malformed("signed note", "text is not valid UTF-8"))?;
     if !s.ends_with('\n') {
-        return Err(Error::malformed("signed note", "text does not end with a newline"));
+        return Err(Error::malformed(
+            "signed note",
+            "text does not end with a newline",
+        ));
     }
     if let Some(c) = s.chars().find(|&c| c != '\n' && c.is_control()) {
         return Err(Error::malformed(
@@ -160,9 +163,9 @@ pub fn check_key_name(name: &str) -> Result<()> {
 }
 
 fn parse_sig_line(line: &str) -> Result<NoteSignature> {
-    let rest = line
-        .strip_prefix(SIG_PREFIX)
-        .ok_or_else(|| Error::malformed("signed note", "signature line does not start with '— '"))?;
+    let rest = line.strip_prefix(SIG_PREFIX).ok_or_else(|| {
+        Error::malformed("signed note", "signature line does not start with '— '")
+    })?;
     let (name, b64) = rest
         .split_once(' ')
         .ok_or_else(|| Error::malformed("signed note", "signature line has no signature"))?;
@@ -211,7 +214,11 @@ mod tests {
             b"text\n\n\xe2\x80\x94 na+me AAAAAAAA\n",
             b"text\n\n\xe2\x80\x94 name !!!!\n",
         ] {
-            assert!(Note::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Note::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

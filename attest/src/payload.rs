@@ -32,7 +32,8 @@ pub struct Committed {
 /// Commits to `payload` under a fresh random salt.
 pub fn commit(payload: &[u8]) -> Result<Committed> {
     let mut salt = [0u8; 32];
-    getrandom::getrandom(&mut salt).map_err(|e| Error::Invalid(format!("no randomness for a payload salt: {e}")))?;
+    getrandom::getrandom(&mut salt)
+        .map_err(|e| Error::Invalid(format!("no randomness for a payload salt: {e}")))?;
     Ok(Committed {
         commitment: commitment(&salt, payload),
         salt,
@@ -71,7 +72,10 @@ impl Disclosure {
         hex::decode_to_slice(&self.salt, &mut salt)
             .map_err(|_| Error::malformed("disclosure", "salt is not 64 hex digits"))?;
         let expected = record.commits.get(&self.name).ok_or_else(|| {
-            Error::NotFound(format!("record {} commits to no payload named {:?}", record.seq, self.name))
+            Error::NotFound(format!(
+                "record {} commits to no payload named {:?}",
+                record.seq, self.name
+            ))
         })?;
         if &commitment(&salt, self.payload.as_bytes()) != expected {
             return Err(Error::Invalid(format!(

@@ -49,7 +49,10 @@ impl TlogProof {
     /// Parses a proof file.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let bad = |why: &str| Error::malformed("tlog-proof", why.to_string());
-        let split = bytes.windows(2).position(|w| w == b"\n\n").ok_or_else(|| bad("no blank line before the checkpoint"))?;
+        let split = bytes
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .ok_or_else(|| bad("no blank line before the checkpoint"))?;
         let head = std::str::from_utf8(&bytes[..split]).map_err(|_| bad("not UTF-8"))?;
         let mut lines = head.split('\n');
         if lines.next() != Some(HEADER) {
@@ -64,19 +67,34 @@ impl TlogProof {
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| bad("second line must be 'index N'"))?;
         let hashes = lines
-            .map(|l| B64.decode(l).ok().and_then(|h| h.try_into().ok()).ok_or_else(|| bad("a proof line is not a base64 SHA-256 hash")))
+            .map(|l| {
+                B64.decode(l)
+                    .ok()
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(|| bad("a proof line is not a base64 SHA-256 hash"))
+            })
             .collect::<Result<Vec<Hash>>>()?;
         if hashes.len() > 64 {
             return Err(bad("more than 64 proof hashes"));
         }
-        Ok(TlogProof { index, hashes, checkpoint: bytes[split + 2..].to_vec() })
+        Ok(TlogProof {
+            index,
+            hashes,
+            checkpoint: bytes[split + 2..].to_vec(),
+        })
     }
 
     /// Checks that `entry` is leaf `index` of the checkpoint, and that the
     /// checkpoint is signed by `keys`. Returns the checkpoint.
     pub fn verify(&self, entry: &[u8], keys: &KeySet) -> Result<Checkpoint> {
         let cp = Checkpoint::open(&self.checkpoint, keys)?;
-        if !merkle::verify_inclusion(self.index, cp.size, &merkle::leaf_hash(entry), &self.hashes, &cp.root) {
+        if !merkle::verify_inclusion(
+            self.index,
+            cp.size,
+            &merkle::leaf_hash(entry),
+            &self.hashes,
+            &cp.root,
+        ) {
             return Err(Error::Invalid(format!(
                 "the entry is not leaf {} of the checkpoint of size {}",
                 self.index, cp.size

@@ -142,9 +142,13 @@ impl Record {
             .strip_suffix(b"\n")
             .filter(|l| !l.contains(&b'\n'))
             .ok_or_else(|| Error::malformed("record", "text must be exactly one line"))?;
-        let r: Record = serde_json::from_slice(line).map_err(|e| Error::malformed("record", e.to_string()))?;
+        let r: Record =
+            serde_json::from_slice(line).map_err(|e| Error::malformed("record", e.to_string()))?;
         if r.v != FORMAT_VERSION {
-            return Err(Error::malformed("record", format!("unsupported format version {}", r.v)));
+            return Err(Error::malformed(
+                "record",
+                format!("unsupported format version {}", r.v),
+            ));
         }
         Ok(r)
     }
@@ -161,7 +165,8 @@ pub fn now_timestamp() -> String {
     let f = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
     );
-    t.format(&f).unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".into())
+    t.format(&f)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".into())
 }
 
 /// A JSON formatter that writes `\uXXXX` escapes for every non-ASCII
@@ -169,7 +174,11 @@ pub fn now_timestamp() -> String {
 struct AsciiFormatter;
 
 impl serde_json::ser::Formatter for AsciiFormatter {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if c.is_ascii() {
@@ -197,7 +206,12 @@ mod tests {
             seq: 7,
             time: now_timestamp(),
             kind: "inference.request".into(),
-            actor: Actor::Unix { uid: 1000, gid: 1000, pid: 42, exe: Some("/usr/bin/curl".into()) },
+            actor: Actor::Unix {
+                uid: 1000,
+                gid: 1000,
+                pid: 42,
+                exe: Some("/usr/bin/curl".into()),
+            },
             model: Some("blake3:00".into()),
             prev: "00".repeat(32),
             reference: None,

@@ -22,10 +22,7 @@ impl<T> Locked<T> {
     pub fn new(value: T) -> Self {
         forbid_core_dumps();
         let value = Box::new(value);
-        let locked = lock_region(
-            (&*value as *const T).cast::<u8>(),
-            std::mem::size_of::<T>(),
-        );
+        let locked = lock_region((&*value as *const T).cast::<u8>(), std::mem::size_of::<T>());
         Locked { value, locked }
     }
 

@@ -81,7 +81,9 @@ impl std::fmt::Display for Subject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Subject::Record { seq, offset } => write!(f, "record {seq} (offset {offset})"),
-            Subject::Checkpoint { index, offset } => write!(f, "checkpoint #{index} (offset {offset})"),
+            Subject::Checkpoint { index, offset } => {
+                write!(f, "checkpoint #{index} (offset {offset})")
+            }
             Subject::Storage { file, offset } => write!(f, "{file} at offset {offset}"),
             Subject::Log => f.write_str("log"),
         }
@@ -140,18 +142,27 @@ struct Checked {
 /// Verifies a log. Pure: no I/O, no clock.
 pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
     let mut findings = log.damage.clone();
-    let rec = |i: usize| Subject::Record { seq: i as u64, offset: log.entries.get(i).map(|e| e.offset).unwrap_or(0) };
+    let rec = |i: usize| Subject::Record {
+        seq: i as u64,
+        offset: log.entries.get(i).map(|e| e.offset).unwrap_or(0),
+    };
 
     // The genesis record names the keys everything else is checked against.
     let keys = match log.entries.first() {
         None => {
-            findings.push(Finding { subject: Subject::Log, why: "the log holds no records".into() });
+            findings.push(Finding {
+                subject: Subject::Log,
+                why: "the log holds no records".into(),
+            });
             None
         }
         Some(g) => match genesis_keys(g.bytes) {
             Ok(k) => Some(k),
             Err(why) => {
-                findings.push(Finding { subject: rec(0), why });
+                findings.push(Finding {
+                    subject: rec(0),
+                    why,
+                });
                 None
             }
         },
@@ -161,7 +172,10 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
         if exp != k.identity.vkey() && !exp.eq_ignore_ascii_case(&k.identity.fingerprint()) {
             findings.push(Finding {
                 subject: Subject::Log,
-                why: format!("the log's identity key (fingerprint {}) is not the expected key", k.identity.fingerprint()),
+                why: format!(
+                    "the log's identity key (fingerprint {}) is not the expected key",
+                    k.identity.fingerprint()
+                ),
             });
         }
     }
@@ -181,7 +195,10 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
         .enumerate()
         .map(|(i, s)| (i, *s, open_checkpoint(s, keys.as_ref())))
         .collect();
-    let mut wanted: Vec<u64> = cps.iter().filter_map(|(_, _, c)| c.as_ref().ok().map(|c| c.size)).collect();
+    let mut wanted: Vec<u64> = cps
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref().ok().map(|c| c.size))
+        .collect();
     wanted.sort_unstable();
     wanted.dedup();
     let mut roots: Vec<(u64, Hash)> = Vec::with_capacity(wanted.len());
@@ -193,13 +210,23 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
     let mut prev_hash: Option<RecordHash> = None;
     for (i, (s, (c, leaf))) in log.entries.iter().zip(&checked).enumerate() {
         match c {
-            Err(why) => findings.push(Finding { subject: rec(i), why: why.clone() }),
+            Err(why) => findings.push(Finding {
+                subject: rec(i),
+                why: why.clone(),
+            }),
             Ok(c) => {
-                let expected_prev = if i == 0 { Some(RecordHash::default()) } else { prev_hash };
+                let expected_prev = if i == 0 {
+                    Some(RecordHash::default())
+                } else {
+                    prev_hash
+                };
                 let problem = if c.seq != i as u64 {
                     Some(format!("has sequence number {} where {i} was expected (records missing, added or reordered)", c.seq))
                 } else if expected_prev.is_some() && c.prev != expected_prev {
-                    Some(format!("its chain link does not match the hash of record {}", i.saturating_sub(1)))
+                    Some(format!(
+                        "its chain link does not match the hash of record {}",
+                        i.saturating_sub(1)
+                    ))
                 } else if origin.as_deref().is_some_and(|o| o != c.log) {
                     Some(format!("belongs to log {:?}, not this one", c.log))
                 } else if (i == 0) != (c.kind == KIND_GENESIS) {
@@ -208,12 +235,19 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
                     None
                 };
                 if let Some(why) = problem {
-                    findings.push(Finding { subject: rec(i), why });
+                    findings.push(Finding {
+                        subject: rec(i),
+                        why,
+                    });
                 }
             }
         }
         // The next link is checked against what is stored, even if damaged.
-        prev_hash = c.as_ref().ok().map(|c| c.hash).or_else(|| Entry::parse(s.bytes).ok().map(|e| e.hash()));
+        prev_hash = c
+            .as_ref()
+            .ok()
+            .map(|c| c.hash)
+            .or_else(|| Entry::parse(s.bytes).ok().map(|e| e.hash()));
         frontier.push(*leaf, |_, _, _| {});
         while want.next_if(|&&w| w == frontier.size()).is_some() {
             roots.push((frontier.size(), frontier.root()));
@@ -224,7 +258,10 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
     let mut checkpointed = 0u64;
     let mut last_size = 0u64;
     for (i, s, c) in cps.drain(..) {
-        let subject = Subject::Checkpoint { index: i, offset: s.offset };
+        let subject = Subject::Checkpoint {
+            index: i,
+            offset: s.offset,
+        };
         let cp = match c {
             Ok(cp) => cp,
             Err(why) => {
@@ -233,11 +270,20 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
             }
         };
         let problem = if cp.size > n {
-            Some(format!("covers {} records but only {n} are present: records were removed", cp.size))
+            Some(format!(
+                "covers {} records but only {n} are present: records were removed",
+                cp.size
+            ))
         } else if cp.size < last_size {
-            Some(format!("size {} is smaller than an earlier checkpoint's {last_size}", cp.size))
+            Some(format!(
+                "size {} is smaller than an earlier checkpoint's {last_size}",
+                cp.size
+            ))
         } else if roots.iter().find(|(sz, _)| *sz == cp.size).map(|(_, r)| r) != Some(&cp.root) {
-            Some(format!("its root does not match the Merkle root of the first {} records", cp.size))
+            Some(format!(
+                "its root does not match the Merkle root of the first {} records",
+                cp.size
+            ))
         } else {
             None
         };
@@ -257,7 +303,9 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
     });
 
     Report {
-        identity: keys.as_ref().map(|k| (k.identity.vkey(), k.identity.fingerprint())),
+        identity: keys
+            .as_ref()
+            .map(|k| (k.identity.vkey(), k.identity.fingerprint())),
         origin,
         records: n,
         checkpoints: log.checkpoints.len() as u64,
@@ -270,7 +318,10 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
 fn genesis_keys(bytes: &[u8]) -> Result<KeySet, String> {
     let e = Entry::parse(bytes).map_err(|e| e.to_string())?;
     if e.record.kind != KIND_GENESIS {
-        return Err(format!("the first record must be {KIND_GENESIS}, found {:?}", e.record.kind));
+        return Err(format!(
+            "the first record must be {KIND_GENESIS}, found {:?}",
+            e.record.kind
+        ));
     }
     KeySet::from_genesis(&e.record.body).map_err(|e| e.to_string())
 }
@@ -282,7 +333,11 @@ fn check_entry(s: &Stored<'_>, keys: Option<&KeySet>) -> Result<Checked, String>
     let e = Entry::parse(s.bytes).map_err(|e| e.to_string())?;
     let keys = keys.ok_or("no trusted keys (the genesis record is unusable)")?;
     e.verify(&keys.operational).map_err(|_| {
-        if e.note.signatures.iter().any(|sig| sig.is_by(&keys.operational)) {
+        if e.note
+            .signatures
+            .iter()
+            .any(|sig| sig.is_by(&keys.operational))
+        {
             "the ML-DSA-65 signature does not verify".to_string()
         } else {
             "not signed by the log's operational key".to_string()

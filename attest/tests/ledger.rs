@@ -14,7 +14,9 @@ use cairn_attest::{merkle, Actor, Error, Keyring, Ledger, LedgerConfig, Record, 
 const ORIGIN: &str = "cairn.example/test-log";
 
 fn actor() -> Actor {
-    Actor::System { name: "test".into() }
+    Actor::System {
+        name: "test".into(),
+    }
 }
 
 fn draft(i: u64) -> RecordDraft {
@@ -38,7 +40,10 @@ fn verify_dir(dir: &std::path::Path) -> cairn_attest::verify::Report {
 #[test]
 fn appends_survive_reopen_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LedgerConfig { checkpoint_every_records: 10, ..Default::default() };
+    let cfg = LedgerConfig {
+        checkpoint_every_records: 10,
+        ..Default::default()
+    };
     {
         let l = new_ledger(dir.path(), cfg.clone());
         assert_eq!(l.size(), 1, "genesis");
@@ -49,7 +54,13 @@ fn appends_survive_reopen_and_verify() {
     }
     let l = reopen(dir.path(), cfg);
     assert_eq!(l.size(), 26);
-    let rec = Record::parse(cairn_attest::entry::Entry::parse(&l.entry(5).unwrap()).unwrap().note.text).unwrap();
+    let rec = Record::parse(
+        cairn_attest::entry::Entry::parse(&l.entry(5).unwrap())
+            .unwrap()
+            .note
+            .text,
+    )
+    .unwrap();
     assert_eq!(rec.body["i"], 4);
     let cp = l.latest_checkpoint().unwrap().0;
     assert_eq!(cp.size, 26, "a clean close checkpoints everything");
@@ -67,10 +78,17 @@ fn concurrent_appends_are_contiguous_and_verify() {
     let handles: Vec<_> = (0..4)
         .map(|t| {
             let l = l.clone();
-            std::thread::spawn(move || (0..50).map(|i| l.append(draft(t * 1000 + i)).unwrap().seq).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| l.append(draft(t * 1000 + i)).unwrap().seq)
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
-    let mut seqs: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut seqs: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
     l.checkpoint().unwrap();
@@ -83,7 +101,14 @@ fn concurrent_appends_are_contiguous_and_verify() {
 #[test]
 fn proofs_verify_against_signed_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let l = new_ledger(dir.path(), LedgerConfig { checkpoint_every_records: 0, checkpoint_every: None, ..Default::default() });
+    let l = new_ledger(
+        dir.path(),
+        LedgerConfig {
+            checkpoint_every_records: 0,
+            checkpoint_every: None,
+            ..Default::default()
+        },
+    );
     for i in 0..40 {
         l.append(draft(i)).unwrap();
     }
@@ -98,14 +123,26 @@ fn proofs_verify_against_signed_checkpoints() {
     assert_eq!(l.root(78).unwrap(), new_cp.root);
 
     for seq in [0, 1, 40, 77] {
-        let proof = TlogProof { index: seq, hashes: l.inclusion_proof(seq, 78).unwrap(), checkpoint: new.clone() };
+        let proof = TlogProof {
+            index: seq,
+            hashes: l.inclusion_proof(seq, 78).unwrap(),
+            checkpoint: new.clone(),
+        };
         let parsed = TlogProof::parse(&proof.encode()).unwrap();
         assert_eq!(parsed, proof);
         parsed.verify(&l.entry(seq).unwrap(), l.keys()).unwrap();
-        assert!(parsed.verify(&l.entry((seq + 1) % 78).unwrap(), l.keys()).is_err());
+        assert!(parsed
+            .verify(&l.entry((seq + 1) % 78).unwrap(), l.keys())
+            .is_err());
     }
     let c = l.consistency_proof(41, 78).unwrap();
-    assert!(merkle::verify_consistency(41, 78, &old_cp.root, &new_cp.root, &c));
+    assert!(merkle::verify_consistency(
+        41,
+        78,
+        &old_cp.root,
+        &new_cp.root,
+        &c
+    ));
     assert!(l.inclusion_proof(78, 78).is_err());
     assert!(l.root(79).is_err());
     assert_eq!(l.checkpoint_at(41).unwrap().unwrap(), old);
@@ -119,7 +156,13 @@ fn payloads_are_committed_disclosable_and_erasable() {
     d.payloads = vec![("prompt".into(), b"What is the capital of France?".to_vec())];
     let r = l.append(d).unwrap();
     let (salt, bytes) = l.payload(r.seq, "prompt").unwrap().unwrap();
-    let record = Record::parse(cairn_attest::entry::Entry::parse(&l.entry(r.seq).unwrap()).unwrap().note.text).unwrap();
+    let record = Record::parse(
+        cairn_attest::entry::Entry::parse(&l.entry(r.seq).unwrap())
+            .unwrap()
+            .note
+            .text,
+    )
+    .unwrap();
     let disclosure = Disclosure {
         seq: r.seq,
         name: "prompt".into(),
@@ -130,12 +173,18 @@ fn payloads_are_committed_disclosable_and_erasable() {
     let mut wrong = disclosure.clone();
     wrong.payload.push('!');
     assert!(wrong.check(&record).is_err());
-    assert!(!String::from_utf8_lossy(&l.entry(r.seq).unwrap()).contains("France"), "raw text stays out of the chain");
+    assert!(
+        !String::from_utf8_lossy(&l.entry(r.seq).unwrap()).contains("France"),
+        "raw text stays out of the chain"
+    );
 
     assert_eq!(l.erase_payloads(0, 100).unwrap(), 1);
     assert!(l.payload(r.seq, "prompt").unwrap().is_none());
     drop(l);
-    assert!(verify_dir(dir.path()).ok(), "erasure leaves the chain verifiable");
+    assert!(
+        verify_dir(dir.path()).ok(),
+        "erasure leaves the chain verifiable"
+    );
 }
 
 fn hex_of(b: &[u8]) -> String {
@@ -154,7 +203,10 @@ impl Signer for Unpluggable {
     }
     fn sign(&self, msg: &[u8], ctx: &[u8]) -> cairn_attest::Result<Vec<u8>> {
         if self.unplugged.load(Ordering::SeqCst) {
-            return Err(Error::Signer { key: self.public_key().name().into(), why: "device unplugged".into() });
+            return Err(Error::Signer {
+                key: self.public_key().name().into(),
+                why: "device unplugged".into(),
+            });
         }
         self.inner.sign(msg, ctx)
     }
@@ -166,7 +218,10 @@ fn a_failing_signer_refuses_the_record_and_the_chain_stays_whole() {
     let created = Keyring::create(&dir.path().join("keys"), ORIGIN).unwrap();
     let unplugged = Arc::new(AtomicBool::new(false));
     let keys = Keyring {
-        operational: Box::new(Unpluggable { inner: created.operational, unplugged: unplugged.clone() }),
+        operational: Box::new(Unpluggable {
+            inner: created.operational,
+            unplugged: unplugged.clone(),
+        }),
         ..created
     };
     let l = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
@@ -187,15 +242,24 @@ fn opening_with_other_keys_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(new_ledger(dir.path(), LedgerConfig::default()));
     let other = Keyring::create(&dir.path().join("other-keys"), ORIGIN).unwrap();
-    let err = Ledger::open(dir.path(), other, LedgerConfig::default()).err().unwrap();
-    assert!(err.to_string().contains("other keys") || err.to_string().contains("operational"), "{err}");
+    let err = Ledger::open(dir.path(), other, LedgerConfig::default())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("other keys") || err.to_string().contains("operational"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_huge_record_is_refused_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let l = new_ledger(dir.path(), LedgerConfig::default());
-    let big = RecordDraft::new("test.event", actor(), serde_json::json!({ "x": "a".repeat(300 * 1024) }));
+    let big = RecordDraft::new(
+        "test.event",
+        actor(),
+        serde_json::json!({ "x": "a".repeat(300 * 1024) }),
+    );
     assert!(matches!(l.append(big), Err(Error::TooLarge { .. })));
     assert_eq!(l.append(draft(1)).unwrap().seq, 1, "the ledger carries on");
 }

@@ -16,7 +16,10 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// Runs `cairn ARGS…` and returns its output.
 pub fn cairn(args: &[&str]) -> Output {
-    Command::new(workspace_bin("cairn")).args(args).output().expect("run cairn")
+    Command::new(workspace_bin("cairn"))
+        .args(args)
+        .output()
+        .expect("run cairn")
 }
 
 /// Runs `cairn verify DIR` and returns (exit code, stdout).
@@ -24,5 +27,8 @@ pub fn cairn_verify(dir: &Path, extra: &[&str]) -> (i32, String) {
     let mut args = vec!["verify", dir.to_str().expect("utf-8 path")];
     args.extend_from_slice(extra);
     let out = cairn(&args);
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }

@@ -11,7 +11,14 @@ fn make_ledger(dir: &Path, n: u64) {
     let keys = Keyring::create(&dir.join("keys"), "cairn.example/cli").unwrap();
     let l = Ledger::open(dir, keys, LedgerConfig::default()).unwrap();
     for i in 0..n {
-        l.append(RecordDraft::new("test.event", Actor::System { name: "cli-test".into() }, serde_json::json!(i))).unwrap();
+        l.append(RecordDraft::new(
+            "test.event",
+            Actor::System {
+                name: "cli-test".into(),
+            },
+            serde_json::json!(i),
+        ))
+        .unwrap();
     }
 }
 
@@ -25,7 +32,10 @@ fn verify_reports_ok_with_counts_and_json() {
     make_ledger(dir.path(), 30);
     let (code, out) = cairn_verify(dir.path(), &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("OK: 31 records and 1 checkpoints verified"), "{out}");
+    assert!(
+        out.contains("OK: 31 records and 1 checkpoints verified"),
+        "{out}"
+    );
     let json = cairn(&["verify", dir.path().to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["records"], 31);
@@ -36,7 +46,13 @@ fn verify_reports_ok_with_counts_and_json() {
 fn verify_pins_the_identity_key() {
     let dir = tempfile::tempdir().unwrap();
     make_ledger(dir.path(), 3);
-    let show = cairn(&["keys", "show", "--dir", dir.path().to_str().unwrap(), "--json"]);
+    let show = cairn(&[
+        "keys",
+        "show",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
     assert!(show.status.success());
     let keys: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     let fp = keys["keys"]["identity"]["fingerprint"].as_str().unwrap();
@@ -44,9 +60,26 @@ fn verify_pins_the_identity_key() {
     let other = tempfile::tempdir().unwrap();
     let init = cairn(&["keys", "init", "--dir", other.path().to_str().unwrap()]);
     assert!(init.status.success());
-    let other_keys: serde_json::Value =
-        serde_json::from_slice(&cairn(&["keys", "show", "--dir", other.path().to_str().unwrap(), "--json"]).stdout).unwrap();
-    let (code, out) = cairn_verify(dir.path(), &["--key", other_keys["keys"]["identity"]["fingerprint"].as_str().unwrap()]);
+    let other_keys: serde_json::Value = serde_json::from_slice(
+        &cairn(&[
+            "keys",
+            "show",
+            "--dir",
+            other.path().to_str().unwrap(),
+            "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let (code, out) = cairn_verify(
+        dir.path(),
+        &[
+            "--key",
+            other_keys["keys"]["identity"]["fingerprint"]
+                .as_str()
+                .unwrap(),
+        ],
+    );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("not the expected key"), "{out}");
 }
@@ -57,7 +90,10 @@ fn unreadable_inputs_exit_2_with_a_clear_message() {
     let missing = dir.path().join("nope");
     let (code, out) = cairn_verify(&missing, &[]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("nope") && out.contains("No such file"), "{out}");
+    assert!(
+        out.contains("nope") && out.contains("No such file"),
+        "{out}"
+    );
 
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
@@ -94,23 +130,43 @@ fn corrupted_journals_fail_verification_without_panicking() {
 fn keys_init_refuses_to_overwrite_and_show_refuses_loose_modes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    assert!(cairn(&["keys", "init", "--dir", d, "--origin", "cairn.example/k"]).status.success());
+    assert!(
+        cairn(&["keys", "init", "--dir", d, "--origin", "cairn.example/k"])
+            .status
+            .success()
+    );
     let again = cairn(&["keys", "init", "--dir", d]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
     let shown = cairn(&["keys", "show", "--dir", d]);
     let text = String::from_utf8_lossy(&shown.stdout);
-    assert!(text.contains("cairn.example/k") && text.contains("fingerprint"), "{text}");
-    assert!(!text.contains("cairn-secret-key"), "secrets are never printed");
+    assert!(
+        text.contains("cairn.example/k") && text.contains("fingerprint"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("cairn-secret-key"),
+        "secrets are never printed"
+    );
 
     let key = dir.path().join("keys/operational.key");
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
     let loose = cairn(&["keys", "show", "--dir", d]);
     assert_eq!(loose.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&loose.stderr).contains("must be 0600"));
 
-    let bad_origin = cairn(&["keys", "init", "--dir", dir.path().join("x").to_str().unwrap(), "--origin", "has space"]);
+    let bad_origin = cairn(&[
+        "keys",
+        "init",
+        "--dir",
+        dir.path().join("x").to_str().unwrap(),
+        "--origin",
+        "has space",
+    ]);
     assert_eq!(bad_origin.status.code(), Some(2));
 }
 
@@ -118,13 +174,41 @@ fn keys_init_refuses_to_overwrite_and_show_refuses_loose_modes() {
 fn bench_leaves_a_ledger_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("bench");
-    let out = cairn(&["bench", "ledger", "--records", "200", "--out", out_dir.to_str().unwrap()]);
+    let out = cairn(&[
+        "bench",
+        "ledger",
+        "--records",
+        "200",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for line in ["bare ML-DSA-65 sign", "durable appends", "x sign ceiling", "x verify ceiling", "disk"] {
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "bare ML-DSA-65 sign",
+        "durable appends",
+        "x sign ceiling",
+        "x verify ceiling",
+        "disk",
+    ] {
         assert!(text.contains(line), "missing {line:?} in {text}");
     }
     assert_eq!(cairn_verify(&out_dir, &[]).0, 0);
-    let again = cairn(&["bench", "ledger", "--records", "10", "--out", out_dir.to_str().unwrap()]);
-    assert_eq!(again.status.code(), Some(2), "refuses to reuse a ledger directory");
+    let again = cairn(&[
+        "bench",
+        "ledger",
+        "--records",
+        "10",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "refuses to reuse a ledger directory"
+    );
 }

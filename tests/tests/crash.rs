@@ -17,7 +17,12 @@ use rand::Rng;
 const TRIALS: usize = 50;
 
 fn reopen(dir: &std::path::Path) -> Ledger {
-    Ledger::open(dir, Keyring::load(&dir.join("keys")).unwrap(), LedgerConfig::default()).expect("reopen after crash")
+    Ledger::open(
+        dir,
+        Keyring::load(&dir.join("keys")).unwrap(),
+        LedgerConfig::default(),
+    )
+    .expect("reopen after crash")
 }
 
 #[test]
@@ -38,7 +43,11 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
         let stdout = child.stdout.take().unwrap();
         // Kill at a random moment: sometimes during start-up and recovery,
         // mostly while records are being appended.
-        let kill_after = Duration::from_millis(if trial % 5 == 0 { rng.gen_range(0..40) } else { rng.gen_range(30..250) });
+        let kill_after = Duration::from_millis(if trial % 5 == 0 {
+            rng.gen_range(0..40)
+        } else {
+            rng.gen_range(30..250)
+        });
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
@@ -61,19 +70,36 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
             }
         }
     }
-    assert!(acked.len() > 200, "the load produced too few acknowledgements ({}) to test anything", acked.len());
+    assert!(
+        acked.len() > 200,
+        "the load produced too few acknowledgements ({}) to test anything",
+        acked.len()
+    );
 
     let ledger = reopen(&ledger_dir);
     for (seq, hash) in &acked {
-        let bytes = ledger.entry(*seq).unwrap_or_else(|e| panic!("acknowledged record {seq} is missing: {e}"));
-        assert_eq!(&Entry::parse(&bytes).unwrap().hash().to_hex(), hash, "record {seq} changed");
-        assert!(ledger.payload(*seq, "prompt").unwrap().is_some(), "payload of acknowledged record {seq} is missing");
+        let bytes = ledger
+            .entry(*seq)
+            .unwrap_or_else(|e| panic!("acknowledged record {seq} is missing: {e}"));
+        assert_eq!(
+            &Entry::parse(&bytes).unwrap().hash().to_hex(),
+            hash,
+            "record {seq} changed"
+        );
+        assert!(
+            ledger.payload(*seq, "prompt").unwrap().is_some(),
+            "payload of acknowledged record {seq} is missing"
+        );
     }
     drop(ledger);
     let files = LedgerFiles::open(&ledger_dir).unwrap();
     let report = verify_log(&files.log_bytes(), &Options::default());
     assert!(report.ok(), "{:?}", report.findings.first());
-    eprintln!("{TRIALS} SIGKILLs, {} acknowledged records, {} in the log, all present", acked.len(), report.records);
+    eprintln!(
+        "{TRIALS} SIGKILLs, {} acknowledged records, {} in the log, all present",
+        acked.len(),
+        report.records
+    );
 }
 
 #[test]
@@ -82,7 +108,13 @@ fn a_torn_write_at_the_tail_recovers_to_the_last_complete_record() {
     let keys = Keyring::create(&dir.path().join("keys"), "cairn.example/torn").unwrap();
     let ledger = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
     for i in 0..10 {
-        ledger.append(cairn_attest::RecordDraft::new("t", cairn_attest::Actor::System { name: "t".into() }, serde_json::json!(i))).unwrap();
+        ledger
+            .append(cairn_attest::RecordDraft::new(
+                "t",
+                cairn_attest::Actor::System { name: "t".into() },
+                serde_json::json!(i),
+            ))
+            .unwrap();
     }
     let last = ledger.entry(10).unwrap();
     drop(ledger);
@@ -92,14 +124,24 @@ fn a_torn_write_at_the_tail_recovers_to_the_last_complete_record() {
         // A group write torn after `cut` bytes of a new frame.
         let mut frame = Vec::new();
         encode_frame(&last, &mut frame);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
         f.write_all(&frame[..cut.min(frame.len() - 1)]).unwrap();
         drop(f);
         let (code, out) = cairn_tests::cairn_verify(dir.path(), &[]);
-        assert_eq!(code, 1, "verify must flag the torn tail before recovery: {out}");
+        assert_eq!(
+            code, 1,
+            "verify must flag the torn tail before recovery: {out}"
+        );
 
         let ledger = reopen(dir.path());
-        let torn = ledger.recovery().torn_records.clone().expect("the tail was cut");
+        let torn = ledger
+            .recovery()
+            .torn_records
+            .clone()
+            .expect("the tail was cut");
         assert!(torn.saved_to.exists(), "cut bytes are kept for inspection");
         assert_eq!(ledger.size(), 11);
         assert_eq!(ledger.entry(10).unwrap(), last);

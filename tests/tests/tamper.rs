@@ -22,9 +22,22 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger");
     let keys = Keyring::create(&path.join("keys"), "cairn.example/tamper").unwrap();
-    let l = Ledger::open(&path, keys, LedgerConfig { checkpoint_every_records: 10, checkpoint_every: None, ..Default::default() }).unwrap();
+    let l = Ledger::open(
+        &path,
+        keys,
+        LedgerConfig {
+            checkpoint_every_records: 10,
+            checkpoint_every: None,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for i in 0..60 {
-        let mut d = RecordDraft::new("test.event", Actor::Token { name: "app".into() }, serde_json::json!({"i": i, "note": "caf\u{e9}"}));
+        let mut d = RecordDraft::new(
+            "test.event",
+            Actor::Token { name: "app".into() },
+            serde_json::json!({"i": i, "note": "caf\u{e9}"}),
+        );
         d.payloads = vec![("prompt".into(), vec![b'x'; 10])];
         l.append(d).unwrap();
     }
@@ -38,7 +51,10 @@ fn fixture() -> Fixture {
 }
 
 fn verify(records: &[u8], checkpoints: &[u8]) -> Report {
-    verify_log(&log_from_journals(records, checkpoints), &Options::default())
+    verify_log(
+        &log_from_journals(records, checkpoints),
+        &Options::default(),
+    )
 }
 
 /// Frames of a journal as (offset, length including header).
@@ -59,7 +75,11 @@ fn rebuild(journal: &[u8], entries: &[&[u8]]) -> Vec<u8> {
 }
 
 fn entries(journal: &[u8]) -> Vec<Vec<u8>> {
-    split_frames(&journal[MAGIC.len()..], 8).0.iter().map(|f| f.entry.to_vec()).collect()
+    split_frames(&journal[MAGIC.len()..], 8)
+        .0
+        .iter()
+        .map(|f| f.entry.to_vec())
+        .collect()
 }
 
 #[test]
@@ -67,7 +87,11 @@ fn the_untouched_fixture_verifies() {
     let f = fixture();
     let r = verify(&f.records, &f.checkpoints);
     assert!(r.ok(), "{:?}", r.findings);
-    assert_eq!((r.records, r.checkpointed_size), (61, 61), "a clean close checkpoints every record");
+    assert_eq!(
+        (r.records, r.checkpointed_size),
+        (61, 61),
+        "a clean close checkpoints every record"
+    );
 }
 
 #[test]
@@ -81,7 +105,15 @@ fn every_random_byte_flip_is_detected() {
         let pos = rng.gen_range(0..target.len());
         target[pos] ^= 1 << rng.gen_range(0..8);
         let r = verify(&rec, &cps);
-        assert!(!r.ok(), "flip at byte {pos} ({}) went unnoticed", if in_checkpoints { "checkpoints" } else { "records" });
+        assert!(
+            !r.ok(),
+            "flip at byte {pos} ({}) went unnoticed",
+            if in_checkpoints {
+                "checkpoints"
+            } else {
+                "records"
+            }
+        );
     }
 }
 
@@ -100,7 +132,14 @@ fn byte_flips_with_recomputed_checksums_are_detected() {
         let r = verify(&rebuild(&f.records, &refs), &f.checkpoints);
         assert!(!r.ok(), "flip in record {i} at {pos} went unnoticed");
         let first = &r.findings[0];
-        assert!(first.subject.to_string().starts_with(&format!("record {i} ")) || i == 0, "first finding {first:?} should name record {i}");
+        assert!(
+            first
+                .subject
+                .to_string()
+                .starts_with(&format!("record {i} "))
+                || i == 0,
+            "first finding {first:?} should name record {i}"
+        );
     }
 }
 
@@ -125,7 +164,14 @@ fn deletions_swaps_and_truncations_are_detected() {
         refs.swap(a, b);
         let r = verify(&rebuild(&f.records, &refs), &f.checkpoints);
         assert!(!r.ok(), "swapping {a} and {b} went unnoticed");
-        assert!(r.findings[0].subject.to_string().starts_with(&format!("record {a} ")), "{:?}", r.findings[0]);
+        assert!(
+            r.findings[0]
+                .subject
+                .to_string()
+                .starts_with(&format!("record {a} ")),
+            "{:?}",
+            r.findings[0]
+        );
     }
     // Truncate at every frame boundary.
     for (k, (off, _)) in frames(&f.records).into_iter().enumerate() {
@@ -161,10 +207,19 @@ fn swapped_checkpoints_and_replaced_keys_are_detected() {
     // different log) but not against the pinned identity of the original.
     let report = verify(&f.records, &f.checkpoints);
     let (_, fingerprint) = report.identity.clone().unwrap();
-    let pinned = Options { expected_identity: Some(fingerprint) };
+    let pinned = Options {
+        expected_identity: Some(fingerprint),
+    };
     assert!(verify_log(&log_from_journals(&f.records, &f.checkpoints), &pinned).ok());
-    let r = verify_log(&log_from_journals(&other.records, &other.checkpoints), &pinned);
-    assert!(!r.ok() && r.findings[0].why.contains("not the expected key"), "{:?}", r.findings);
+    let r = verify_log(
+        &log_from_journals(&other.records, &other.checkpoints),
+        &pinned,
+    );
+    assert!(
+        !r.ok() && r.findings[0].why.contains("not the expected key"),
+        "{:?}",
+        r.findings
+    );
 
     // Genesis from the other log spliced in front of the original records.
     let mut es = entries(&f.records);

@@ -36,7 +36,11 @@ pub(super) enum BenchCommand {
 
 pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        BenchCommand::Ledger { records, out, appenders } => ledger(records, out, appenders),
+        BenchCommand::Ledger {
+            records,
+            out,
+            appenders,
+        } => ledger(records, out, appenders),
     }
 }
 
@@ -44,7 +48,12 @@ pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 fn synthetic(i: u64) -> RecordDraft {
     let mut d = RecordDraft::new(
         "inference.request",
-        Actor::Unix { uid: 1000, gid: 1000, pid: 4242, exe: Some("/usr/bin/python3.11".into()) },
+        Actor::Unix {
+            uid: 1000,
+            gid: 1000,
+            pid: 4242,
+            exe: Some("/usr/bin/python3.11".into()),
+        },
         serde_json::json!({
             "endpoint": "/v1/chat/completions",
             "request_id": format!("req-{i:016x}"),
@@ -52,22 +61,35 @@ fn synthetic(i: u64) -> RecordDraft {
             "prompt_tokens": 118,
         }),
     );
-    d.model = Some("blake3:5f1e0c9d2a7b44e1a9f3c6d0b8e2f71a4c5d6e7f8091a2b3c4d5e6f708192a3b".into());
-    d.payloads = vec![("prompt".into(), format!("synthetic prompt {i}").into_bytes())];
+    d.model =
+        Some("blake3:5f1e0c9d2a7b44e1a9f3c6d0b8e2f71a4c5d6e7f8091a2b3c4d5e6f708192a3b".into());
+    d.payloads = vec![(
+        "prompt".into(),
+        format!("synthetic prompt {i}").into_bytes(),
+    )];
     d
 }
 
-fn ledger(records: u64, out: Option<PathBuf>, appenders: Option<usize>) -> anyhow::Result<ExitCode> {
+fn ledger(
+    records: u64,
+    out: Option<PathBuf>,
+    appenders: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     if records == 0 {
         bail!("--records must be at least 1");
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let appenders = appenders.unwrap_or(cores * 8).max(1);
     let tmp;
     let dir = match out {
         Some(d) => {
             if d.join(cairn_attest::ledger::RECORDS_JOURNAL).exists() {
-                bail!("{} already holds a ledger; choose an empty directory", d.display());
+                bail!(
+                    "{} already holds a ledger; choose an empty directory",
+                    d.display()
+                );
             }
             d
         }
@@ -76,7 +98,10 @@ fn ledger(records: u64, out: Option<PathBuf>, appenders: Option<usize>) -> anyho
             tmp.path().join("ledger")
         }
     };
-    println!("cairn bench ledger: {records} records, {appenders} appenders, {cores} cores, ledger in {}", dir.display());
+    println!(
+        "cairn bench ledger: {records} records, {appenders} appenders, {cores} cores, ledger in {}",
+        dir.display()
+    );
 
     let sample = synthetic(0);
     let msg = serde_json::to_vec(&sample.body)?.repeat(3);
@@ -84,9 +109,15 @@ fn ledger(records: u64, out: Option<PathBuf>, appenders: Option<usize>) -> anyho
     // the ledger phases, and the ratios use their mean.
     let (sign_before, verify_before) = ceilings(&msg, cores);
 
-    let keys = Keyring::create(&crate::cli::keys::keys_dir(&dir), &crate::cli::keys::default_origin())
-        .with_context(|| format!("cannot create keys in {}", dir.display()))?;
-    let config = LedgerConfig { payload_policy: PayloadPolicy::HashOnly, ..LedgerConfig::default() };
+    let keys = Keyring::create(
+        &crate::cli::keys::keys_dir(&dir),
+        &crate::cli::keys::default_origin(),
+    )
+    .with_context(|| format!("cannot create keys in {}", dir.display()))?;
+    let config = LedgerConfig {
+        payload_policy: PayloadPolicy::HashOnly,
+        ..LedgerConfig::default()
+    };
     let ledger = Arc::new(Ledger::open(&dir, keys, config)?);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -110,7 +141,10 @@ fn ledger(records: u64, out: Option<PathBuf>, appenders: Option<usize>) -> anyho
             .collect();
         let mut all = Vec::new();
         for h in handles {
-            all.extend(h.join().map_err(|_| anyhow::anyhow!("an appender panicked"))??);
+            all.extend(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("an appender panicked"))??,
+            );
         }
         anyhow::Ok(all)
     })?;
@@ -128,7 +162,10 @@ fn ledger(records: u64, out: Option<PathBuf>, appenders: Option<usize>) -> anyho
     let report = verify_log(&log, &Options::default());
     let verify_secs = started.elapsed().as_secs_f64();
     if !report.ok() {
-        bail!("the benchmark ledger does not verify: {:?}", report.findings.first());
+        bail!(
+            "the benchmark ledger does not verify: {:?}",
+            report.findings.first()
+        );
     }
     let verify_rate = report.records as f64 / verify_secs;
     let (sign_after, verify_after) = ceilings(&msg, cores);
@@ -162,7 +199,9 @@ fn ledger(records: u64, out: Option<PathBuf>, appenders: Option<usize>) -> anyho
 /// measured for about two seconds.
 fn ceilings(msg: &[u8], cores: usize) -> (f64, f64) {
     let (pk, sk) = ml_dsa_65::KG::keygen_from_seed(&[7; 32]);
-    let sig = sk.try_sign(msg, b"cairn/record/v1").unwrap_or([0; ml_dsa_65::SIG_LEN]);
+    let sig = sk
+        .try_sign(msg, b"cairn/record/v1")
+        .unwrap_or([0; ml_dsa_65::SIG_LEN]);
     let per_core = |work: &(dyn Fn() + Sync)| -> f64 {
         let window = Duration::from_secs(2);
         let done = AtomicU64::new(0);

@@ -38,10 +38,14 @@ pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             let ring = Keyring::create(&keys_dir(&dir), &origin)
                 .with_context(|| format!("cannot create keys in {}", keys_dir(&dir).display()))?;
             print_keys(&ring.public(), false)?;
-            eprintln!("secret keys written to {} (mode 0600)", keys_dir(&dir).display());
+            eprintln!(
+                "secret keys written to {} (mode 0600)",
+                keys_dir(&dir).display()
+            );
         }
         KeysCommand::Show { dir, json } => {
-            let ring = Keyring::load(&keys_dir(&dir)).with_context(|| format!("cannot load keys from {}", keys_dir(&dir).display()))?;
+            let ring = Keyring::load(&keys_dir(&dir))
+                .with_context(|| format!("cannot load keys from {}", keys_dir(&dir).display()))?;
             print_keys(&ring.public(), json)?;
         }
     }
@@ -55,7 +59,11 @@ pub(crate) fn keys_dir(dir: &Path) -> PathBuf {
 
 fn print_keys(set: &KeySet, json: bool) -> anyhow::Result<()> {
     let rows = [
-        ("identity", "signs checkpoints, certifies the operational key", &set.identity),
+        (
+            "identity",
+            "signs checkpoints, certifies the operational key",
+            &set.identity,
+        ),
         ("operational", "signs every record", &set.operational),
         ("cosigner", "co-signs checkpoints (Ed25519)", &set.cosigner),
     ];
@@ -69,12 +77,18 @@ fn print_keys(set: &KeySet, json: bool) -> anyhow::Result<()> {
                 )
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"origin": set.origin(), "keys": v}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"origin": set.origin(), "keys": v}))?
+        );
         return Ok(());
     }
     println!("log origin  {}", set.origin());
     for (role, what, k) in rows {
-        println!("\n{role} ({}, software file): {what}", k.algorithm().label());
+        println!(
+            "\n{role} ({}, software file): {what}",
+            k.algorithm().label()
+        );
         println!("  fingerprint {}", k.fingerprint());
         println!("  vkey        {}…", &k.vkey()[..k.vkey().len().min(100)]);
     }
@@ -83,10 +97,23 @@ fn print_keys(set: &KeySet, json: bool) -> anyhow::Result<()> {
 
 /// `HOSTNAME.local/cairn/RANDOM`, with the host name reduced to safe characters.
 pub(crate) fn default_origin() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "appliance".into());
-    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
-    let host = if host.is_empty() { "appliance".to_string() } else { host.to_lowercase() };
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "appliance".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .collect();
+    let host = if host.is_empty() {
+        "appliance".to_string()
+    } else {
+        host.to_lowercase()
+    };
     let mut rnd = [0u8; 4];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd));
-    format!("{host}.local/cairn/{:02x}{:02x}{:02x}{:02x}", rnd[0], rnd[1], rnd[2], rnd[3])
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd));
+    format!(
+        "{host}.local/cairn/{:02x}{:02x}{:02x}{:02x}",
+        rnd[0], rnd[1], rnd[2], rnd[3]
+    )
 }

@@ -11,15 +11,25 @@ use super::EXIT_INVALID;
 
 pub(super) fn run(path: &Path, key: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let files = LedgerFiles::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let report = verify_log(&files.log_bytes(), &Options { expected_identity: key.clone() });
+    let files =
+        LedgerFiles::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let report = verify_log(
+        &files.log_bytes(),
+        &Options {
+            expected_identity: key.clone(),
+        },
+    );
     let elapsed = started.elapsed();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_human(path, &report, key.is_some(), elapsed);
     }
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_INVALID) })
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INVALID)
+    })
 }
 
 fn print_human(path: &Path, r: &Report, pinned: bool, elapsed: std::time::Duration) {
@@ -28,10 +38,17 @@ fn print_human(path: &Path, r: &Report, pinned: bool, elapsed: std::time::Durati
         println!("log         {o}");
     }
     if let Some((_, fp)) = &r.identity {
-        let note = if pinned { "matches the expected key" } else { "compare with the fingerprint published for this appliance" };
+        let note = if pinned {
+            "matches the expected key"
+        } else {
+            "compare with the fingerprint published for this appliance"
+        };
         println!("identity    {fp}  ({note})");
     }
-    println!("root        {} (SHA-256, RFC 6962, {} records)", r.root, r.records);
+    println!(
+        "root        {} (SHA-256, RFC 6962, {} records)",
+        r.root, r.records
+    );
     for f in r.findings.iter().take(20) {
         println!("problem     {}: {}", f.subject, f.why);
     }
@@ -40,7 +57,14 @@ fn print_human(path: &Path, r: &Report, pinned: bool, elapsed: std::time::Durati
     }
     let rate = r.records as f64 / elapsed.as_secs_f64().max(1e-9);
     if let Some(first) = r.findings.first() {
-        println!("FAIL: {}: {}  ({} problems; {} records, {} checkpoints examined)", first.subject, first.why, r.findings.len(), r.records, r.checkpoints);
+        println!(
+            "FAIL: {}: {}  ({} problems; {} records, {} checkpoints examined)",
+            first.subject,
+            first.why,
+            r.findings.len(),
+            r.records,
+            r.checkpoints
+        );
     } else {
         let uncovered = match r.uncovered() {
             0 => String::new(),
