@@ -1035,7 +1035,6 @@ impl Writer {
                 .err()
                 .unwrap_or_else(|| Error::Invalid("unsigned".into()));
             let why = err.to_string();
-            let _ = slot.reply.send(Err(err));
             let mut q = lock(&s.queue);
             let mut sq = lock(&s.seq);
             sq.epoch += 1;
@@ -1048,6 +1047,10 @@ impl Writer {
                     why: format!("record {seq} before this one failed to sign ({why}); this one was not written"),
                 }));
             }
+            // Answer only after the rewind, so the caller's next append is
+            // sequenced afresh.
+            drop((sq, q));
+            let _ = slot.reply.send(Err(err));
         }
         if self.checkpoint_due() {
             // Errors are kept for on-demand requests; cadence retries later.

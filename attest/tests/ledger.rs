@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cairn_attest::keys::{PublicKey, Signer};
 use cairn_attest::ledger_files::LedgerFiles;
-use cairn_attest::payload::Disclosure;
+use cairn_attest::payload::{Disclosure, PayloadPolicy};
 use cairn_attest::proof::TlogProof;
 use cairn_attest::verify::{verify_log, Options};
 use cairn_attest::{merkle, Actor, Error, Keyring, Ledger, LedgerConfig, Record, RecordDraft};
@@ -296,4 +296,68 @@ fn a_corrupted_index_is_rebuilt_from_the_journal() {
     assert_eq!(l.size(), 21);
     assert_eq!(l.recovery().reindexed, 21);
     assert_eq!(l.root(21).unwrap(), l.latest_checkpoint().unwrap().0.root);
+}
+
+#[test]
+fn checkpoints_follow_the_time_cadence() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LedgerConfig {
+        checkpoint_every_records: 0,
+        checkpoint_every: Some(std::time::Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let l = new_ledger(dir.path(), cfg);
+    l.append(draft(1)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while l.latest_checkpoint().map(|c| c.0.size) != Some(2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 10 s of a 200 ms cadence"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn payload_policies_hash_only_and_erase_after_days() {
+    let with_payload = |i| {
+        let mut d = draft(i);
+        d.payloads = vec![("output".into(), b"Paris".to_vec())];
+        d
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let l = new_ledger(
+        dir.path(),
+        LedgerConfig {
+            payload_policy: PayloadPolicy::HashOnly,
+            ..Default::default()
+        },
+    );
+    let r = l.append(with_payload(1)).unwrap();
+    assert!(
+        l.payload(r.seq, "output").unwrap().is_none(),
+        "hash-only keeps no payload"
+    );
+    let rec = Record::parse(
+        cairn_attest::entry::Entry::parse(&l.entry(r.seq).unwrap())
+            .unwrap()
+            .note
+            .text,
+    )
+    .unwrap();
+    assert!(rec.commits.contains_key("output"), "but commits to it");
+
+    let dir = tempfile::tempdir().unwrap();
+    let l = new_ledger(
+        dir.path(),
+        LedgerConfig {
+            payload_policy: PayloadPolicy::EraseAfterDays(0),
+            ..Default::default()
+        },
+    );
+    let r = l.append(with_payload(1)).unwrap();
+    assert!(l.payload(r.seq, "output").unwrap().is_some());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(l.erase_expired_payloads().unwrap(), 1);
+    assert!(l.payload(r.seq, "output").unwrap().is_none());
 }
