@@ -106,6 +106,43 @@ impl Frontier {
     }
 }
 
+/// All complete-subtree hashes of a tree held in memory, for building
+/// proofs over a log read from files (no index at hand).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MemoryTree {
+    /// The tree over these leaf hashes.
+    pub fn from_leaves(leaves: Vec<Hash>) -> Self {
+        let mut levels = vec![leaves];
+        while let Some(last) = levels.last().filter(|l| l.len() > 1) {
+            let next = last
+                .chunks_exact(2)
+                .map(|p| node_hash(&p[0], &p[1]))
+                .collect();
+            levels.push(next);
+        }
+        MemoryTree { levels }
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64)
+    }
+}
+
+impl NodeSource for MemoryTree {
+    fn node(&self, level: u8, index: u64) -> Result<Hash> {
+        self.levels
+            .get(level as usize)
+            .and_then(|l| l.get(index as usize))
+            .copied()
+            .ok_or_else(|| Error::NotFound(format!("Merkle node {level}/{index}")))
+    }
+}
+
 fn largest_power_of_two_below(n: u64) -> u64 {
     debug_assert!(n > 1);
     1u64 << (63 - (n - 1).leading_zeros())
@@ -388,6 +425,19 @@ mod tests {
                 prop_assert!(!verify_consistency(m, n, &leaf_hash(b"x"), &r, &c));
                 prop_assert!(!verify_consistency(m, n, &mr, &leaf_hash(b"x"), &c));
             }
+        }
+    }
+
+    #[test]
+    fn memory_tree_agrees_with_stored_nodes() {
+        for n in [1u64, 2, 3, 7, 8, 9, 100] {
+            let (leaves, nodes, _) = build(n);
+            let t = MemoryTree::from_leaves(leaves);
+            assert_eq!(root(&t, n).unwrap(), root(&nodes, n).unwrap());
+            assert_eq!(
+                inclusion_proof(&t, n / 2, n).unwrap(),
+                inclusion_proof(&nodes, n / 2, n).unwrap()
+            );
         }
     }
 

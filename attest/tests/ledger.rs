@@ -124,6 +124,11 @@ fn proofs_verify_against_signed_checkpoints() {
 
     for seq in [0, 1, 40, 77] {
         let proof = TlogProof {
+            extra: if seq % 2 == 0 {
+                Some(b"opaque".to_vec())
+            } else {
+                None
+            },
             index: seq,
             hashes: l.inclusion_proof(seq, 78).unwrap(),
             checkpoint: new.clone(),

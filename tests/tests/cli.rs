@@ -212,3 +212,82 @@ fn bench_leaves_a_ledger_that_verifies() {
         "refuses to reuse a ledger directory"
     );
 }
+
+#[test]
+fn a_record_proof_verifies_alone_and_fails_when_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    make_ledger(&ledger, 40);
+    let proof = dir.path().join("r17.tlog-proof");
+    let out = cairn(&[
+        "proof",
+        "17",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&proof).unwrap();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+    assert!(text.contains("\nindex 17\n"));
+
+    // The proof alone suffices: move the ledger away.
+    std::fs::rename(&ledger, dir.path().join("gone")).unwrap();
+    let (code, out) = cairn_verify(&proof, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK: record 17"), "{out}");
+
+    // Wrong pinned key, altered index, altered record: all fail.
+    let other = dir.path().join("other");
+    make_ledger(&other, 1);
+    let other_fp = serde_json::from_slice::<serde_json::Value>(
+        &cairn(&["keys", "show", "--dir", other.to_str().unwrap(), "--json"]).stdout,
+    )
+    .unwrap()["keys"]["identity"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(cairn_verify(&proof, &["--key", &other_fp]).0, 1);
+    let bad = dir.path().join("bad.tlog-proof");
+    std::fs::write(&bad, text.replace("\nindex 17\n", "\nindex 18\n")).unwrap();
+    let (code, out) = cairn_verify(&bad, &[]);
+    assert_eq!(code, 1, "{out}");
+    let extra_at = text.find("extra ").unwrap() + 200;
+    let mut altered = text.clone().into_bytes();
+    altered[extra_at] = if altered[extra_at] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    std::fs::write(&bad, altered).unwrap();
+    let (code, out) = cairn_verify(&bad, &[]);
+    assert_ne!(code, 0, "{out}");
+    no_panic(&out);
+
+    // A record that does not exist, and a proof that would overwrite a file.
+    std::fs::rename(dir.path().join("gone"), &ledger).unwrap();
+    let missing = cairn(&[
+        "proof",
+        "99",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+    let again = cairn(&[
+        "proof",
+        "17",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--out",
+        proof.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod keys;
+mod proof;
 mod verify;
 
 use std::path::PathBuf;
@@ -24,13 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Verify a ledger directory: every signature, chain link, sequence
-    /// number, checkpoint signature and Merkle root.
+    /// Verify a ledger directory (every signature, chain link, sequence
+    /// number, checkpoint signature and Merkle root) or a record proof file
+    /// from `cairn proof`.
     ///
     /// Exit status: 0 when everything holds, 1 when something does not
     /// (the first bad record is named), 2 when the input cannot be read.
     Verify {
-        /// A ledger (state) directory.
+        /// A ledger (state) directory, or a `.tlog-proof` file.
         path: PathBuf,
         /// The identity key the log must have: a verifier key or its
         /// SHA-256 fingerprint (from `cairn keys show`), obtained out of band.
@@ -39,6 +41,19 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write a self-contained offline proof that one record is in the log
+    /// (C2SP tlog-proof, carrying the record): `cairn verify FILE` checks it
+    /// with nothing else.
+    Proof {
+        /// The record's sequence number.
+        seq: u64,
+        /// The ledger (state) directory of a stopped daemon.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// Where to write the proof (default: record-SEQ.tlog-proof).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Manage the software keys of a ledger directory.
     Keys {
@@ -56,7 +71,11 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Verify { path, key, json } if proof::looks_like_proof(&path) => {
+            proof::verify(&path, key.as_deref(), json)
+        }
         Command::Verify { path, key, json } => verify::run(&path, key, json),
+        Command::Proof { seq, ledger, out } => proof::write(seq, &ledger, out),
         Command::Keys { command } => keys::run(command),
         Command::Bench { command } => bench::run(command),
     };
