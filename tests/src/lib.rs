@@ -11,7 +11,13 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     if p.ends_with("deps") {
         p.pop();
     }
-    p.join(name)
+    let bin = p.join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (tests/run does)",
+        bin.display()
+    );
+    bin
 }
 
 /// Runs `cairn ARGS…` and returns its output.
