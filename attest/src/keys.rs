@@ -39,25 +39,30 @@ pub enum Algorithm {
     /// Ed25519 (signed-note type 0x01), for co-signatures that existing
     /// note verifiers and witnesses accept.
     Ed25519,
-    /// ML-DSA-65, FIPS 204 (cairn's signed-note type 0xC5, see FORMAT.md).
+    /// ML-DSA-65, FIPS 204. signed-note registers no type byte for it, so
+    /// cairn uses the escape byte 0xFF followed by an identifier
+    /// ([`MLDSA65_NOTE_TYPE`]), as signed-note recommends.
     MlDsa65,
 }
 
+/// The signed-note "signature type" of cairn's ML-DSA-65 keys: 0xFF (types
+/// without an assigned byte) followed by the identifier `cairn/ml-dsa-65`.
+pub const MLDSA65_NOTE_TYPE: &[u8] = b"\xffcairn/ml-dsa-65";
+
 impl Algorithm {
-    /// The signed-note signature type byte.
-    pub fn note_type(self) -> u8 {
+    /// The signed-note signature type: one byte, or 0xFF and an identifier.
+    pub fn note_type(self) -> &'static [u8] {
         match self {
-            Algorithm::Ed25519 => 0x01,
-            Algorithm::MlDsa65 => 0xC5,
+            Algorithm::Ed25519 => &[0x01],
+            Algorithm::MlDsa65 => MLDSA65_NOTE_TYPE,
         }
     }
 
-    fn from_note_type(t: u8) -> Option<Self> {
-        match t {
-            0x01 => Some(Algorithm::Ed25519),
-            0xC5 => Some(Algorithm::MlDsa65),
-            _ => None,
-        }
+    /// Splits `type ‖ key` into the algorithm and the key.
+    fn split_typed(raw: &[u8]) -> Option<(Self, &[u8])> {
+        [Algorithm::Ed25519, Algorithm::MlDsa65]
+            .into_iter()
+            .find_map(|a| raw.strip_prefix(a.note_type()).map(|k| (a, k)))
     }
 
     /// The public-key length in bytes.
@@ -149,7 +154,7 @@ impl PublicKey {
         let mut h = Sha256::new();
         h.update(name.as_bytes());
         h.update(b"\n");
-        h.update([algorithm.note_type()]);
+        h.update(algorithm.note_type());
         h.update(&bytes);
         let d = h.finalize();
         let invalid = || {
@@ -190,11 +195,14 @@ impl PublicKey {
         let raw = B64
             .decode(key)
             .map_err(|_| Error::malformed("verifier key", "key is not base64"))?;
-        let (&t, bytes) = raw
-            .split_first()
-            .ok_or_else(|| Error::malformed("verifier key", "empty key"))?;
-        let algorithm = Algorithm::from_note_type(t).ok_or_else(|| {
-            Error::malformed("verifier key", format!("unknown signature type 0x{t:02x}"))
+        let (algorithm, bytes) = Algorithm::split_typed(&raw).ok_or_else(|| {
+            Error::malformed(
+                "verifier key",
+                format!(
+                    "unknown signature type {:02x?}",
+                    raw.get(..1).unwrap_or_default()
+                ),
+            )
         })?;
         let pk = PublicKey::new(name, algorithm, bytes.to_vec())?;
         if id != hex::encode(pk.key_id.0) {
@@ -208,8 +216,7 @@ impl PublicKey {
 
     /// The verifier key string, `name+hex(key id)+base64(type ‖ key)`.
     pub fn vkey(&self) -> String {
-        let mut raw = Vec::with_capacity(1 + self.bytes.len());
-        raw.push(self.algorithm.note_type());
+        let mut raw = self.algorithm.note_type().to_vec();
         raw.extend_from_slice(&self.bytes);
         format!(
             "{}+{}+{}",
@@ -222,7 +229,7 @@ impl PublicKey {
     /// SHA-256 over type ‖ key, hex: the fingerprint to compare out of band.
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
-        h.update([self.algorithm.note_type()]);
+        h.update(self.algorithm.note_type());
         h.update(&self.bytes);
         hex::encode(h.finalize())
     }

@@ -615,6 +615,36 @@ impl Ledger {
         wait(rx)
     }
 
+    /// Why the ledger refuses appends, if it does (a failed durable write
+    /// or index update); `None` when healthy.
+    pub fn fault(&self) -> Option<String> {
+        lock(&self.shared.state).poisoned.clone()
+    }
+
+    /// The self-contained proof of record `seq` against the latest
+    /// checkpoint, making a checkpoint first if none covers it yet.
+    pub fn record_proof(&self, seq: u64) -> Result<crate::proof::RecordProof> {
+        let entry = self.entry(seq)?;
+        let covered = self.latest_checkpoint().filter(|(c, _)| c.size > seq);
+        let (cp, bytes) = match covered {
+            Some(c) => c,
+            None => {
+                let bytes = self.checkpoint()?;
+                (Checkpoint::open(&bytes, &self.shared.public)?, bytes)
+            }
+        };
+        Ok(crate::proof::RecordProof {
+            genesis: self.entry(0)?,
+            entry,
+            proof: crate::proof::TlogProof {
+                extra: None,
+                index: seq,
+                hashes: self.inclusion_proof(seq, cp.size)?,
+                checkpoint: bytes,
+            },
+        })
+    }
+
     /// The number of durable records.
     pub fn size(&self) -> u64 {
         lock(&self.shared.state).size
@@ -629,6 +659,15 @@ impl Ledger {
     /// The latest signed checkpoint, if any.
     pub fn latest_checkpoint(&self) -> Option<(Checkpoint, Vec<u8>)> {
         lock(&self.shared.state).latest_checkpoint.clone()
+    }
+
+    /// Time since the latest checkpoint was made by this process (or since
+    /// the ledger was opened, for a checkpoint made earlier).
+    pub fn checkpoint_age(&self) -> Option<Duration> {
+        let st = lock(&self.shared.state);
+        st.latest_checkpoint
+            .as_ref()
+            .map(|_| st.last_checkpoint_at.elapsed())
     }
 
     /// The signed checkpoint of exactly `size` records, if one was made.

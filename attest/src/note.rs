@@ -205,6 +205,24 @@ mod tests {
     }
 
     #[test]
+    fn verifies_the_c2sp_signed_note_example() {
+        // The example of c2sp.org/signed-note (Ed25519, type 0x01).
+        let key = PublicKey::from_vkey(
+            "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k",
+        )
+        .unwrap();
+        let note = "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
+        let n = Note::parse(note.as_bytes()).unwrap();
+        assert_eq!(n.text, b"This is an example message.\n");
+        n.verify_by(&key, b"").unwrap();
+        let forged = note.replace("example message", "example massage");
+        assert_eq!(
+            Note::parse(forged.as_bytes()).unwrap().verify_by(&key, b""),
+            Err(SignatureFault::Invalid)
+        );
+    }
+
+    #[test]
     fn rejects_bad_notes() {
         for bad in [
             &b"no separator\n"[..],

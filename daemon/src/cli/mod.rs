@@ -2,6 +2,7 @@
 
 mod bench;
 mod keys;
+pub(crate) use keys::default_origin;
 mod proof;
 mod verify;
 

@@ -1,0 +1,75 @@
+//! `cairnd`: the audited inference daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cairn_daemon::config::Config;
+use cairn_daemon::server::{run, RunOptions};
+use clap::Parser;
+
+/// cairnd: every action signed, chained and durable before it runs.
+#[derive(Parser)]
+#[command(name = "cairnd", version, about)]
+struct Args {
+    /// Configuration file (TOML). Default: the built-in defaults.
+    #[arg(long, conflicts_with = "demo")]
+    config: Option<PathBuf>,
+    /// Demo mode: no configuration, no root, keys created on first start.
+    #[arg(long)]
+    demo: bool,
+    /// The state directory (ledger, keys, socket). Default with --demo:
+    /// ~/.local/share/cairn/demo.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match start(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairnd: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let dir = match (&args.state_dir, args.demo) {
+                (Some(d), _) => d.clone(),
+                (None, true) => demo_dir()?,
+                (None, false) => anyhow::bail!("give --config FILE, --state-dir DIR, or --demo"),
+            };
+            Config::for_state_dir(&dir)
+        }
+    };
+    if let (Some(dir), Some(_)) = (&args.state_dir, &args.config) {
+        config.state_dir = dir.clone();
+    }
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(run(RunOptions {
+        config,
+        create_keys: args.demo,
+    }))
+}
+
+fn demo_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .context("neither XDG_DATA_HOME nor HOME is set; give --state-dir")?;
+    Ok(base.join("cairn/demo"))
+}

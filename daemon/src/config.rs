@@ -1,0 +1,309 @@
+//! `cairnd`'s configuration: a TOML file, every key optional, validated at
+//! start with messages that name the key and the problem.
+//!
+//! ```toml
+//! state_dir = "/var/lib/cairn"          # ledger, keys, index
+//! socket = "/run/cairn/cairnd.sock"     # default: STATE_DIR/cairnd.sock
+//! socket_mode = "0660"
+//! socket_group = "cairn"                # group allowed to connect (optional)
+//! # tcp = "127.0.0.1:8420"              # optional; loopback only; needs tokens
+//!
+//! [[tokens]]                            # bearer tokens for TCP clients
+//! name = "ehr-integration"
+//! sha256 = "hex of SHA-256(token)"      # the secret itself is never stored
+//!
+//! [access]
+//! allow_uids = []                       # empty: anyone who can open the socket
+//! allow_gids = []
+//!
+//! [limits]
+//! max_body_bytes = 1048576
+//! max_queue = 64                        # requests waiting for the model
+//!
+//! [ledger]
+//! checkpoint_every_records = 1000
+//! checkpoint_every_secs = 60
+//! payloads = "store"                    # store | hash-only | erase-after-days
+//! erase_after_days = 30
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_attest::payload::PayloadPolicy;
+use cairn_attest::LedgerConfig;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, with defaults filled in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the ledger, keys and index live.
+    pub state_dir: PathBuf,
+    /// The Unix socket path (default: `STATE_DIR/cairnd.sock`).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The socket's permission bits, octal.
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+    /// The group that owns the socket.
+    #[serde(default)]
+    pub socket_group: Option<String>,
+    /// Optional loopback TCP listener.
+    #[serde(default)]
+    pub tcp: Option<SocketAddr>,
+    /// Bearer tokens accepted on TCP.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Who may call the API.
+    #[serde(default)]
+    pub access: AccessConfig,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Checkpoint cadence and payload policy.
+    #[serde(default)]
+    pub ledger: LedgerSection,
+}
+
+/// A named bearer token, stored as its SHA-256.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The name recorded as the actor.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+/// Allow-lists of Unix callers; empty lists allow everyone who can open
+/// the socket (its mode and group already restrict that).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Allowed user ids.
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
+    /// Allowed group ids.
+    #[serde(default)]
+    pub allow_gids: Vec<u32>,
+}
+
+/// Request limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The largest request body accepted (413 above).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Requests allowed to wait for the model (429 above).
+    #[serde(default = "default_max_queue")]
+    pub max_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: default_max_body(),
+            max_queue: default_max_queue(),
+        }
+    }
+}
+
+/// Ledger settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// Checkpoint after this many records (0: not by count).
+    #[serde(default = "default_cp_records")]
+    pub checkpoint_every_records: u64,
+    /// Checkpoint after this many seconds with new records (0: not by time).
+    #[serde(default = "default_cp_secs")]
+    pub checkpoint_every_secs: u64,
+    /// `store`, `hash-only` or `erase-after-days`.
+    #[serde(default = "default_payloads")]
+    pub payloads: String,
+    /// Days to keep payloads under `erase-after-days`.
+    #[serde(default = "default_erase_days")]
+    pub erase_after_days: u32,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            checkpoint_every_records: default_cp_records(),
+            checkpoint_every_secs: default_cp_secs(),
+            payloads: default_payloads(),
+            erase_after_days: default_erase_days(),
+        }
+    }
+}
+
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_max_queue() -> usize {
+    64
+}
+fn default_cp_records() -> u64 {
+    1000
+}
+fn default_cp_secs() -> u64 {
+    60
+}
+fn default_payloads() -> String {
+    "store".into()
+}
+fn default_erase_days() -> u32 {
+    30
+}
+
+impl Config {
+    /// The defaults for a state directory.
+    pub fn for_state_dir(state_dir: &Path) -> Self {
+        toml::from_str::<Config>(&format!(
+            "state_dir = {:?}",
+            state_dir.display().to_string()
+        ))
+        .expect("defaults parse")
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read configuration {}", path.display()))?;
+        let config: Config = toml::from_str(&text)
+            .with_context(|| format!("configuration {} is invalid", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("configuration {} is invalid", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.socket_mode_bits()?;
+        if let Some(addr) = self.tcp {
+            if !addr.ip().is_loopback() {
+                bail!("tcp = {addr}: cairnd listens on loopback only; put a TLS proxy in front for anything else");
+            }
+            if self.tokens.is_empty() {
+                bail!("tcp is set but no [[tokens]] are configured: every TCP request would be refused");
+            }
+        }
+        for t in &self.tokens {
+            if t.name.is_empty() || t.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!(
+                    "[[tokens]] name {:?} must be non-empty without spaces",
+                    t.name
+                );
+            }
+            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
+                bail!(
+                    "[[tokens]] {:?}: sha256 must be 64 hex digits (the SHA-256 of the token)",
+                    t.name
+                );
+            }
+        }
+        if self.limits.max_body_bytes < 1024 {
+            bail!(
+                "limits.max_body_bytes = {} is too small (at least 1024)",
+                self.limits.max_body_bytes
+            );
+        }
+        if self.limits.max_queue == 0 {
+            bail!("limits.max_queue must be at least 1");
+        }
+        self.payload_policy()?;
+        Ok(())
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("cairnd.sock"))
+    }
+
+    /// The socket mode as bits.
+    pub fn socket_mode_bits(&self) -> anyhow::Result<u32> {
+        let bits = u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).with_context(
+            || {
+                format!(
+                    "socket_mode = {:?} is not an octal mode like \"0660\"",
+                    self.socket_mode
+                )
+            },
+        )?;
+        if bits > 0o777 || bits & 0o006 != 0 {
+            bail!(
+                "socket_mode = {:?}: must not give others access (use a group)",
+                self.socket_mode
+            );
+        }
+        Ok(bits)
+    }
+
+    /// The payload policy.
+    pub fn payload_policy(&self) -> anyhow::Result<PayloadPolicy> {
+        Ok(match self.ledger.payloads.as_str() {
+            "store" => PayloadPolicy::Store,
+            "hash-only" => PayloadPolicy::HashOnly,
+            "erase-after-days" => PayloadPolicy::EraseAfterDays(self.ledger.erase_after_days),
+            other => {
+                bail!("ledger.payloads = {other:?}: expected store, hash-only or erase-after-days")
+            }
+        })
+    }
+
+    /// The ledger configuration.
+    pub fn ledger_config(&self) -> anyhow::Result<LedgerConfig> {
+        Ok(LedgerConfig {
+            checkpoint_every_records: self.ledger.checkpoint_every_records,
+            checkpoint_every: (self.ledger.checkpoint_every_secs > 0)
+                .then(|| Duration::from_secs(self.ledger.checkpoint_every_secs)),
+            payload_policy: self.payload_policy()?,
+            ..LedgerConfig::default()
+        })
+    }
+
+    /// SHA-256 of the effective configuration (as canonical JSON), recorded
+    /// at start so every configuration change is visible in the ledger.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        format!("sha256:{}", hex::encode(Sha256::digest(json)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_mistakes_are_named() {
+        let c = Config::for_state_dir(Path::new("/tmp/x"));
+        c.validate().unwrap();
+        assert_eq!(c.socket_path(), Path::new("/tmp/x/cairnd.sock"));
+        for (toml, needle) in [
+            ("state_dir='/x'\nsocket_mode='0666'", "others"),
+            (
+                "state_dir='/x'\ntcp='0.0.0.0:80'\n[[tokens]]\nname='a'\nsha256='00'",
+                "loopback",
+            ),
+            ("state_dir='/x'\ntcp='127.0.0.1:80'", "tokens"),
+            ("state_dir='/x'\n[ledger]\npayloads='keep'", "payloads"),
+            ("state_dir='/x'\n[limits]\nmax_queue=0", "max_queue"),
+        ] {
+            let c: Config = toml::from_str(toml).unwrap();
+            let e = format!("{:#}", c.validate().unwrap_err());
+            assert!(e.contains(needle), "{toml}: {e}");
+        }
+        assert!(toml::from_str::<Config>("state_dir='/x'\nunknown=1").is_err());
+    }
+}

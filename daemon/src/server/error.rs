@@ -1,0 +1,100 @@
+//! Errors in OpenAI's JSON shape: `{"error": {"message", "type", "param", "code"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An API error with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A message for a person.
+    pub message: String,
+    /// OpenAI's error type.
+    pub kind: &'static str,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+}
+
+impl ApiError {
+    /// A bad request (400).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            code: "invalid_request",
+        }
+    }
+
+    /// Something that does not exist (404).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            kind: "invalid_request_error",
+            code: "not_found",
+        }
+    }
+
+    /// The gate could not record the action, so it did not happen (503).
+    pub fn gate(why: &str) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!(
+                "the audit gate is unavailable, so the action was not performed: {why}"
+            ),
+            kind: "server_error",
+            code: "gate_unavailable",
+        }
+    }
+
+    /// No or a bad credential (401).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.into(),
+            kind: "invalid_request_error",
+            code: "invalid_api_key",
+        }
+    }
+
+    /// A known caller that may not do this (403).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+            kind: "invalid_request_error",
+            code: "permission_denied",
+        }
+    }
+
+    /// An unexpected internal failure (500).
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+            kind: "server_error",
+            code: "internal_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": {"message": self.message, "type": self.kind, "param": null, "code": self.code}
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<cairn_attest::Error> for ApiError {
+    fn from(e: cairn_attest::Error) -> Self {
+        match e {
+            cairn_attest::Error::NotFound(m) => ApiError::not_found(m),
+            cairn_attest::Error::Invalid(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! `cairnd`: the HTTP server, its listeners, and the daemon's life cycle,
+//! each step of which is a record.
+
+mod audit;
+mod error;
+mod gate;
+mod identity;
+mod metrics;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cairn_attest::{Actor, Keyring, Ledger, RecordDraft};
+
+use crate::config::Config;
+pub use error::ApiError;
+pub use gate::Gate;
+use identity::{identify, Peer, Refusal};
+use metrics::Metrics;
+
+/// Shared state of the request handlers.
+#[derive(Clone)]
+pub struct AppState {
+    gate: Gate,
+    metrics: Arc<Metrics>,
+    config: Arc<Config>,
+    started: Instant,
+}
+
+/// The caller of a request, as resolved by the access middleware.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Actor);
+
+fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/audit/records", get(audit::records))
+        .route("/v1/audit/records/{seq}", get(audit::record))
+        .route("/v1/audit/proof/{seq}", get(audit::proof))
+        .route("/v1/audit/consistency", get(audit::consistency))
+        .route(
+            "/v1/audit/checkpoint",
+            get(audit::checkpoint).post(audit::checkpoint_now),
+        )
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), access))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.limits.max_body_bytes,
+        ));
+    api.fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(state)
+}
+
+/// Resolves the caller; refuses unknown or disallowed ones (recording each
+/// refusal of a known caller as `access.denied`); counts the request.
+async fn access(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let route = req.uri().path().to_string();
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = match identify(&peer, auth.as_deref(), &s.config.tokens, &s.config.access) {
+        Ok(actor) => {
+            req.extensions_mut().insert(Caller(actor));
+            next.run(req).await
+        }
+        Err(Refusal::Unauthenticated(why)) => ApiError::unauthorized(why).into_response(),
+        Err(Refusal::Forbidden(actor, why)) => {
+            let draft = RecordDraft::new(
+                "access.denied",
+                actor,
+                serde_json::json!({"path": route, "reason": why}),
+            );
+            match s.gate.pass(draft).await {
+                Ok(_) => ApiError::forbidden(why).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+    };
+    let label = if route.starts_with("/v1/audit/records/") || route.starts_with("/v1/audit/proof/")
+    {
+        route
+            .rsplit_once('/')
+            .map(|(p, _)| format!("{p}/:seq"))
+            .unwrap_or(route)
+    } else {
+        route
+    };
+    s.metrics.request(&label, response.status().as_u16());
+    response
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let ledger = s.gate.ledger();
+    let cp = ledger.latest_checkpoint().map(|(c, _)| c.size);
+    let body = serde_json::json!({
+        "status": if ledger.fault().is_some() { "degraded" } else { "ok" },
+        "fault": ledger.fault(),
+        "records": ledger.size(),
+        "checkpoint_size": cp,
+        "uptime_s": s.started.elapsed().as_secs(),
+        "log": ledger.origin(),
+    });
+    let status = if ledger.fault().is_some() {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let ledger = s.gate.ledger();
+    let text = s.metrics.render(
+        ledger.size(),
+        ledger.checkpoint_age().map(|d| d.as_secs_f64()),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// Options of one daemon run.
+pub struct RunOptions {
+    /// The configuration.
+    pub config: Config,
+    /// Create missing keys (demo mode) instead of refusing to start.
+    pub create_keys: bool,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let config = Arc::new(opts.config);
+    let keys_dir = config.state_dir.join("keys");
+    let keys = if keys_dir.join("identity.key").exists() {
+        Keyring::load(&keys_dir)?
+    } else if opts.create_keys {
+        Keyring::create(&keys_dir, &crate::cli::default_origin())?
+    } else {
+        bail!(
+            "no keys in {}: create them with `cairn keys init --dir {}`",
+            keys_dir.display(),
+            config.state_dir.display()
+        );
+    };
+    let ledger_config = config.ledger_config()?;
+    let state_dir = config.state_dir.clone();
+    let ledger = tokio::task::spawn_blocking(move || Ledger::open(&state_dir, keys, ledger_config))
+        .await?
+        .with_context(|| format!("cannot open the ledger in {}", config.state_dir.display()))?;
+    let recovery = ledger.recovery().clone();
+    let ledger = Arc::new(ledger);
+    let metrics = Arc::new(Metrics::default());
+    let gate = Gate::new(ledger.clone(), metrics.clone());
+    let system = || Actor::System {
+        name: "cairnd".into(),
+    };
+
+    gate.pass(RecordDraft::new(
+        "daemon.start",
+        system(),
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "config_digest": config.digest(),
+            "recovered": {
+                "reindexed": recovery.reindexed,
+                "torn_tail_bytes": recovery.torn_records.as_ref().map(|t| t.bytes),
+                "index_rebuilt": recovery.index_rebuilt.is_some(),
+            },
+        }),
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!(e.message))?;
+
+    let state = AppState {
+        gate: gate.clone(),
+        metrics,
+        config: config.clone(),
+        started: Instant::now(),
+    };
+    let app = router(state);
+    let socket = bind_unix(&config)?;
+    tracing::info!(socket = %config.socket_path().display(), log = ledger.origin(), records = ledger.size(), "cairnd listening");
+    println!(
+        "cairnd listening on {} (log {}, {} records)",
+        config.socket_path().display(),
+        ledger.origin(),
+        ledger.size()
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    {
+        let app = app.clone();
+        let mut rx = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(socket, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    if let Some(addr) = config.tcp {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        println!("cairnd listening on http://{addr} (bearer tokens)");
+        let mut rx = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let watchdog = spawn_watchdog(ledger.clone());
+
+    shutdown_signal().await?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    watchdog.abort();
+    let _ = gate
+        .pass(RecordDraft::new(
+            "daemon.stop",
+            system(),
+            serde_json::json!({"reason": "signal"}),
+        ))
+        .await;
+    let _ = std::fs::remove_file(config.socket_path());
+    drop(gate);
+    // The last reference closes the ledger, which checkpoints every record.
+    if let Some(ledger) = Arc::into_inner(ledger) {
+        tokio::task::spawn_blocking(move || drop(ledger)).await?;
+    }
+    println!("cairnd stopped");
+    Ok(())
+}
+
+fn bind_unix(config: &Config) -> anyhow::Result<tokio::net::UnixListener> {
+    let path = config.socket_path();
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            bail!("{} is in use: another cairnd is running", path.display());
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(
+        &path,
+        std::fs::Permissions::from_mode(config.socket_mode_bits()?),
+    )?;
+    if let Some(group) = &config.socket_group {
+        set_group(&path, group)?;
+    }
+    Ok(listener)
+}
+
+fn set_group(path: &Path, group: &str) -> anyhow::Result<()> {
+    let g = nix::unistd::Group::from_name(group)?
+        .with_context(|| format!("socket_group {group:?} does not exist"))?;
+    nix::unistd::chown(path, None, Some(g.gid))
+        .with_context(|| format!("cannot give {} to group {group}", path.display()))?;
+    Ok(())
+}
+
+/// Pings the systemd watchdog while the ledger is healthy; a faulted ledger
+/// stops the pings so systemd restarts the daemon (reopening recovers).
+fn spawn_watchdog(ledger: Arc<Ledger>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut usec = 0u64;
+        if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_micros(usec / 2));
+        loop {
+            tick.tick().await;
+            if ledger.fault().is_none() {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `cairnd` end to end: the real binary on a Unix socket, its life cycle
+//! recorded in the ledger, the audit API, and `cairn verify` afterwards.
+
+use cairn_attest::proof::RecordProof;
+use cairn_tests::{cairn_verify, Daemon};
+
+fn kinds(d: &Daemon) -> Vec<String> {
+    let r = d.request("GET", "/v1/audit/records?from=0&limit=1000", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = e["entry"].as_str().unwrap();
+            let line = text.lines().next().unwrap();
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_daemon_records_its_life_and_serves_the_audit_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let d = Daemon::start(&state, &["--demo"]);
+
+    let health = d.request("GET", "/healthz", None);
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert_eq!(health.json()["status"], "ok");
+    assert_eq!(kinds(&d), ["log.genesis", "daemon.start"]);
+
+    let one = d.request("GET", "/v1/audit/records/1", None);
+    assert_eq!(one.status, 200);
+    assert!(one.text().contains("\"kind\":\"daemon.start\""));
+    assert!(one.text().contains("config_digest"));
+
+    // A record proof from the API verifies alone.
+    let p = d.request("GET", "/v1/audit/proof/1", None);
+    assert_eq!(p.status, 200, "{}", p.text());
+    let proved = RecordProof::parse(&p.body).unwrap().verify(None).unwrap();
+    assert_eq!(proved.record.kind, "daemon.start");
+
+    let cp = d.request("GET", "/v1/audit/checkpoint", None);
+    assert_eq!(cp.status, 200);
+    assert!(cp.text().lines().nth(1).unwrap().parse::<u64>().unwrap() >= 2);
+    let c = d.request("GET", "/v1/audit/consistency?from=1&to=2", None);
+    assert_eq!(c.status, 200, "{}", c.text());
+
+    let m = d.request("GET", "/metrics", None).text();
+    for needle in [
+        "cairn_ledger_records 2",
+        "cairn_gate_seconds_bucket",
+        "cairn_requests_total{route=\"/healthz\",status=\"200\"} 1",
+    ] {
+        assert!(m.contains(needle), "missing {needle:?} in\n{m}");
+    }
+
+    // Errors come in OpenAI's shape with the right status.
+    let missing = d.request("GET", "/v1/audit/records/999", None);
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("999"));
+    assert_eq!(d.request("GET", "/nope", None).status, 404);
+    assert_eq!(
+        d.request("GET", "/v1/audit/consistency?from=5&to=1", None)
+            .status,
+        400
+    );
+    assert_eq!(
+        d.request("GET", "/v1/audit/consistency?from=1&to=500", None)
+            .status,
+        404
+    );
+
+    assert!(d.stop().success());
+    assert!(
+        !state.join("cairnd.sock").exists(),
+        "socket removed on shutdown"
+    );
+    let (code, out) = cairn_verify(&state, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK: 3 records"), "genesis, start, stop: {out}");
+
+    // A restart appends to the same log.
+    let d = Daemon::start(&state, &["--demo"]);
+    assert_eq!(
+        kinds(&d),
+        ["log.genesis", "daemon.start", "daemon.stop", "daemon.start"]
+    );
+    d.kill();
+    let (code, out) = cairn_verify(&state, &[]);
+    assert_eq!(code, 0, "a SIGKILLed daemon leaves a valid ledger: {out}");
+}
+
+#[test]
+fn bad_configuration_and_a_second_daemon_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cairnd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nsocket_mode = \"0666\"\n",
+            dir.path().join("s")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(cairn_tests::workspace_bin("cairnd"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("socket_mode"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = std::process::Command::new(cairn_tests::workspace_bin("cairnd"))
+        .arg("--state-dir")
+        .arg(dir.path().join("nokeys"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cairn keys init"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let state = dir.path().join("state");
+    let first = Daemon::start(&state, &["--demo"]);
+    let second = std::process::Command::new(cairn_tests::workspace_bin("cairnd"))
+        .arg("--demo")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another cairnd") || err.contains("lock"),
+        "{err}"
+    );
+    assert_eq!(
+        first.request("GET", "/healthz", None).status,
+        200,
+        "the first daemon is unharmed"
+    );
+}
