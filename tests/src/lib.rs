@@ -129,10 +129,19 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `cairnd --state-dir DIR EXTRA…` and waits until its socket answers.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--state-dir", state_dir.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, state_dir)
+    }
+
+    /// Starts `cairnd --config FILE` whose state directory is `state_dir`.
+    pub fn start_with_config(config: &Path, state_dir: &Path) -> Daemon {
+        Self::spawn(&["--config", config.to_str().expect("utf-8 path")], state_dir)
+    }
+
+    fn spawn(args: &[&str], state_dir: &Path) -> Daemon {
         let child = Command::new(workspace_bin("cairnd"))
-            .arg("--state-dir")
-            .arg(state_dir)
-            .args(extra)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()

@@ -154,3 +154,62 @@ fn bad_configuration_and_a_second_daemon_are_refused() {
         "the first daemon is unharmed"
     );
 }
+
+#[test]
+fn callers_outside_the_allow_list_get_403_and_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = dir.path().join("cairnd.toml");
+    // This test's own uid is not allowed.
+    let me = nix::unistd::getuid().as_raw();
+    std::fs::write(&cfg, format!("state_dir = {:?}\n[access]\nallow_uids = [{}]\n", state, me + 1)).unwrap();
+    assert!(cairn_tests::cairn(&["keys", "init", "--dir", state.to_str().unwrap()]).status.success());
+    let d = Daemon::start_with_config(&cfg, &state);
+    let r = d.request("GET", "/healthz", None);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "permission_denied");
+    assert!(d.stop().success());
+    let files = cairn_attest::ledger_files::LedgerFiles::open(&state).unwrap();
+    let log = files.log_bytes();
+    let denied: Vec<_> = log
+        .entries
+        .iter()
+        .filter_map(|e| cairn_attest::entry::Entry::parse(e.bytes).ok())
+        .filter(|e| e.record.kind == "access.denied")
+        .collect();
+    assert_eq!(denied.len(), 1);
+    assert!(matches!(denied[0].record.actor, cairn_attest::Actor::Unix { uid, .. } if uid == me));
+}
+
+#[test]
+fn tcp_needs_a_known_bearer_token() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let token = "s3cret-token-for-tests";
+    let cfg = dir.path().join("cairnd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\ntcp = \"127.0.0.1:{port}\"\n[[tokens]]\nname = \"ehr\"\nsha256 = \"{}\"\n",
+            state,
+            hex::encode(sha2::Sha256::digest(token.as_bytes()))
+        ),
+    )
+    .unwrap();
+    assert!(cairn_tests::cairn(&["keys", "init", "--dir", state.to_str().unwrap()]).status.success());
+    let _d = Daemon::start_with_config(&cfg, &state);
+    let get = |auth: Option<&str>| -> u16 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let auth = auth.map(|a| format!("Authorization: Bearer {a}\r\n")).unwrap_or_default();
+        write!(s, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(get(None), 401);
+    assert_eq!(get(Some("wrong")), 401);
+    assert_eq!(get(Some(token)), 200);
+}
