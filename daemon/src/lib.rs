@@ -4,5 +4,6 @@
 //! operator: `cairn verify`, `cairn keys`, `cairn bench`.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod server;

@@ -136,7 +136,10 @@ impl Daemon {
 
     /// Starts `cairnd --config FILE` whose state directory is `state_dir`.
     pub fn start_with_config(config: &Path, state_dir: &Path) -> Daemon {
-        Self::spawn(&["--config", config.to_str().expect("utf-8 path")], state_dir)
+        Self::spawn(
+            &["--config", config.to_str().expect("utf-8 path")],
+            state_dir,
+        )
     }
 
     fn spawn(args: &[&str], state_dir: &Path) -> Daemon {

@@ -162,8 +162,20 @@ fn callers_outside_the_allow_list_get_403_and_a_record() {
     let cfg = dir.path().join("cairnd.toml");
     // This test's own uid is not allowed.
     let me = nix::unistd::getuid().as_raw();
-    std::fs::write(&cfg, format!("state_dir = {:?}\n[access]\nallow_uids = [{}]\n", state, me + 1)).unwrap();
-    assert!(cairn_tests::cairn(&["keys", "init", "--dir", state.to_str().unwrap()]).status.success());
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\n[access]\nallow_uids = [{}]\n",
+            state,
+            me + 1
+        ),
+    )
+    .unwrap();
+    assert!(
+        cairn_tests::cairn(&["keys", "init", "--dir", state.to_str().unwrap()])
+            .status
+            .success()
+    );
     let d = Daemon::start_with_config(&cfg, &state);
     let r = d.request("GET", "/healthz", None);
     assert_eq!(r.status, 403, "{}", r.text());
@@ -186,7 +198,11 @@ fn tcp_needs_a_known_bearer_token() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let token = "s3cret-token-for-tests";
     let cfg = dir.path().join("cairnd.toml");
     std::fs::write(
@@ -198,13 +214,23 @@ fn tcp_needs_a_known_bearer_token() {
         ),
     )
     .unwrap();
-    assert!(cairn_tests::cairn(&["keys", "init", "--dir", state.to_str().unwrap()]).status.success());
+    assert!(
+        cairn_tests::cairn(&["keys", "init", "--dir", state.to_str().unwrap()])
+            .status
+            .success()
+    );
     let _d = Daemon::start_with_config(&cfg, &state);
     let get = |auth: Option<&str>| -> u16 {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let auth = auth.map(|a| format!("Authorization: Bearer {a}\r\n")).unwrap_or_default();
-        write!(s, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").unwrap();
+        let auth = auth
+            .map(|a| format!("Authorization: Bearer {a}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out.split(' ').nth(1).unwrap().parse().unwrap()
@@ -212,4 +238,29 @@ fn tcp_needs_a_known_bearer_token() {
     assert_eq!(get(None), 401);
     assert_eq!(get(Some("wrong")), 401);
     assert_eq!(get(Some(token)), 200);
+}
+
+#[test]
+fn cairn_status_and_records_talk_to_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let d = Daemon::start(&state, &["--demo"]);
+    let s = state.to_str().unwrap();
+    let out = cairn_tests::cairn(&["status", "--state-dir", s]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("(ok)") && text.contains("records     2"),
+        "{text}"
+    );
+    let out = cairn_tests::cairn(&["records", "--socket", d.socket().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("log.genesis") && text.contains("daemon.start"),
+        "{text}"
+    );
+    drop(d);
+    let out = cairn_tests::cairn(&["status", "--state-dir", s]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach cairnd"));
 }

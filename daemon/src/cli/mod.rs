@@ -1,6 +1,7 @@
 //! The `cairn` command line.
 
 mod bench;
+mod daemon_cmds;
 mod keys;
 pub(crate) use keys::default_origin;
 mod proof;
@@ -56,6 +57,28 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Show a running daemon's health, log and latest checkpoint.
+    Status {
+        #[command(flatten)]
+        at: daemon_cmds::DaemonAt,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a running daemon's records.
+    Records {
+        #[command(flatten)]
+        at: daemon_cmds::DaemonAt,
+        /// First sequence number.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// How many (at most 1,000).
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Print the entries as stored (JSON lines of the API answer).
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the software keys of a ledger directory.
     Keys {
         #[command(subcommand)]
@@ -78,6 +101,13 @@ pub fn main() -> ExitCode {
         Command::Verify { path, key, json } => verify::run(&path, key, json),
         Command::Proof { seq, ledger, out } => proof::write(seq, &ledger, out),
         Command::Keys { command } => keys::run(command),
+        Command::Status { at, json } => daemon_cmds::status(&at, json),
+        Command::Records {
+            at,
+            from,
+            limit,
+            json,
+        } => daemon_cmds::records(&at, from, limit, json),
         Command::Bench { command } => bench::run(command),
     };
     match result {
