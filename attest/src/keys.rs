@@ -372,6 +372,8 @@ pub fn create_key_file(path: &Path, algorithm: Algorithm, name: &str) -> Result<
     f.write_all(body.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(path, e))?;
+    // The key's name must survive a power loss as well as its bytes.
+    crate::journal::sync_parent(path)?;
     Ok(signer)
 }
 
