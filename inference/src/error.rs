@@ -92,11 +92,14 @@ pub enum Error {
     Request(String),
 
     /// candle failed while loading or running the model.
-    #[error("{context}: {source}")]
+    #[error("{context}: {message}")]
     Candle {
         context: String,
+        /// candle's message without the backtrace it captures under
+        /// `RUST_BACKTRACE`.
+        message: String,
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
 
     /// candle panicked; the panic was caught and turned into this error.
@@ -120,7 +123,8 @@ impl Error {
     pub(crate) fn candle(context: impl Into<String>, source: candle_core::Error) -> Self {
         Error::Candle {
             context: context.into(),
-            source,
+            message: candle_message(&source),
+            source: Box::new(source),
         }
     }
 
@@ -129,6 +133,14 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+/// candle's error text without a captured backtrace.
+pub(crate) fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other.to_string(),
     }
 }
 

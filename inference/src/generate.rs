@@ -188,7 +188,8 @@ pub fn byte_symbols() -> [char; 256] {
     let mut out = ['\0'; 256];
     let mut next = 256u32;
     for (b, slot) in out.iter_mut().enumerate() {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         let cp = if printable {
             b as u32
         } else {
@@ -375,24 +376,65 @@ fn hf_weights(spec: &TinySpec, vocab: usize) -> Vec<HfTensor> {
         let p = format!("model.layers.{l}");
         specs.extend([
             (format!("{p}.input_layernorm.weight"), vec![h], 0.2, 1.0),
-            (format!("{p}.post_attention_layernorm.weight"), vec![h], 0.2, 1.0),
-            (format!("{p}.self_attn.q_proj.weight"), vec![d.heads * hd, h], u(h, 2.0), 0.0),
-            (format!("{p}.self_attn.k_proj.weight"), vec![d.kv_heads * hd, h], u(h, 2.0), 0.0),
-            (format!("{p}.self_attn.v_proj.weight"), vec![d.kv_heads * hd, h], u(h, 1.0), 0.0),
-            (format!("{p}.self_attn.o_proj.weight"), vec![h, d.heads * hd], u(h, 1.0), 0.0),
-            (format!("{p}.mlp.gate_proj.weight"), vec![i, h], u(h, 1.0), 0.0),
-            (format!("{p}.mlp.up_proj.weight"), vec![i, h], u(h, 1.0), 0.0),
-            (format!("{p}.mlp.down_proj.weight"), vec![h, i], u(i, 1.0), 0.0),
+            (
+                format!("{p}.post_attention_layernorm.weight"),
+                vec![h],
+                0.2,
+                1.0,
+            ),
+            (
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![d.heads * hd, h],
+                u(h, 2.0),
+                0.0,
+            ),
+            (
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![d.kv_heads * hd, h],
+                u(h, 2.0),
+                0.0,
+            ),
+            (
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![d.kv_heads * hd, h],
+                u(h, 1.0),
+                0.0,
+            ),
+            (
+                format!("{p}.self_attn.o_proj.weight"),
+                vec![h, d.heads * hd],
+                u(h, 1.0),
+                0.0,
+            ),
+            (
+                format!("{p}.mlp.gate_proj.weight"),
+                vec![i, h],
+                u(h, 1.0),
+                0.0,
+            ),
+            (
+                format!("{p}.mlp.up_proj.weight"),
+                vec![i, h],
+                u(h, 1.0),
+                0.0,
+            ),
+            (
+                format!("{p}.mlp.down_proj.weight"),
+                vec![h, i],
+                u(i, 1.0),
+                0.0,
+            ),
         ]);
     }
     specs
         .into_iter()
         .map(|(name, shape, scale, offset)| {
-            let seed = spec.seed ^ u64::from_le_bytes(
-                blake3::hash(name.as_bytes()).as_bytes()[..8]
-                    .try_into()
-                    .expect("8 bytes"),
-            );
+            let seed = spec.seed
+                ^ u64::from_le_bytes(
+                    blake3::hash(name.as_bytes()).as_bytes()[..8]
+                        .try_into()
+                        .expect("8 bytes"),
+                );
             let mut rng = Rng(seed);
             let n = shape.iter().product();
             let data = (0..n).map(|_| offset + scale * rng.unit()).collect();
@@ -473,7 +515,8 @@ fn permute_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f3
             for i in 0..half {
                 let src = head * hd + h * half + i;
                 let dst = head * hd + 2 * i + h;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }

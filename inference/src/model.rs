@@ -139,12 +139,7 @@ impl ModelSource {
             }
         };
         if let Some(dir) = dir {
-            files.extend(
-                OPTIONAL
-                    .iter()
-                    .map(|n| dir.join(n))
-                    .filter(|p| p.is_file()),
-            );
+            files.extend(OPTIONAL.iter().map(|n| dir.join(n)).filter(|p| p.is_file()));
         }
         files
     }
@@ -211,10 +206,11 @@ const GGUF_EPS_KEY: &str = "llama.attention.layer_norm_rms_epsilon";
 fn gguf_u32(path: &Path, md: &HashMap<String, gguf_file::Value>, key: &str) -> Result<Option<u32>> {
     match md.get(key) {
         None => Ok(None),
-        Some(v) => v.to_u32().map(Some).map_err(|e| Error::BadKey {
+        Some(gguf_file::Value::U32(v)) => Ok(Some(*v)),
+        Some(v) => Err(Error::BadKey {
             path: path.to_path_buf(),
             key: key.into(),
-            reason: e.to_string(),
+            reason: format!("expected a U32, found {:?}", v.value_type()),
         }),
     }
 }
@@ -228,8 +224,29 @@ fn gguf_req_u32(path: &Path, md: &HashMap<String, gguf_file::Value>, key: &str) 
         })
 }
 
+fn unwrap_backtrace(e: &candle_core::Error) -> &candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => unwrap_backtrace(inner),
+        other => other,
+    }
+}
+
+fn check_f32(path: &Path, key: &str, v: &gguf_file::Value) -> Result<()> {
+    match v {
+        gguf_file::Value::F32(x) if x.is_finite() => Ok(()),
+        _ => Err(Error::BadKey {
+            path: path.to_path_buf(),
+            key: key.into(),
+            reason: format!("expected a finite F32, found {:?}", v.value_type()),
+        }),
+    }
+}
+
 /// Reads and checks a GGUF file's header; returns the parsed content.
-pub(crate) fn read_gguf_header(path: &Path, file: &mut BufReader<File>) -> Result<gguf_file::Content> {
+pub(crate) fn read_gguf_header(
+    path: &Path,
+    file: &mut BufReader<File>,
+) -> Result<gguf_file::Content> {
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -245,15 +262,16 @@ pub(crate) fn read_gguf_header(path: &Path, file: &mut BufReader<File>) -> Resul
             found: magic[..got].to_vec(),
         });
     }
-    file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
     no_panic(&path.display().to_string(), || {
         gguf_file::Content::read(file).map_err(|e| Error::Gguf {
             path: path.to_path_buf(),
-            reason: match &e {
+            reason: match unwrap_backtrace(&e) {
                 candle_core::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                     "truncated header (file ends inside the metadata or tensor table)".into()
                 }
-                _ => e.to_string(),
+                _ => crate::error::candle_message(&e),
             },
         })
     })
@@ -274,11 +292,14 @@ pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
                 key: arch_key.into(),
             })
         }
-        Some(v) => v.to_string().cloned().map_err(|e| Error::BadKey {
-            path: path.into(),
-            key: arch_key.into(),
-            reason: e.to_string(),
-        })?,
+        Some(gguf_file::Value::String(s)) => s.clone(),
+        Some(v) => {
+            return Err(Error::BadKey {
+                path: path.into(),
+                key: arch_key.into(),
+                reason: format!("expected a string, found {:?}", v.value_type()),
+            })
+        }
     };
     if arch != "llama" {
         return Err(Error::UnsupportedArch {
@@ -297,20 +318,10 @@ pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
                 key: GGUF_EPS_KEY.into(),
             })
         }
-        Some(v) => {
-            v.to_f32().map_err(|e| Error::BadKey {
-                path: path.into(),
-                key: GGUF_EPS_KEY.into(),
-                reason: e.to_string(),
-            })?;
-        }
+        Some(v) => check_f32(path, GGUF_EPS_KEY, v)?,
     }
     if let Some(v) = md.get("llama.rope.freq_base") {
-        v.to_f32().map_err(|e| Error::BadKey {
-            path: path.into(),
-            key: "llama.rope.freq_base".into(),
-            reason: e.to_string(),
-        })?;
+        check_f32(path, "llama.rope.freq_base", v)?;
     }
     if gguf_u32(path, md, "llama.expert_count")?.unwrap_or(0) > 1 {
         return Err(Error::UnsupportedArch {
@@ -371,9 +382,18 @@ pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
             (format!("{p}.attn_norm.weight"), vec![hidden]),
             (format!("{p}.ffn_norm.weight"), vec![hidden]),
             (format!("{p}.attn_q.weight"), vec![heads * head_dim, hidden]),
-            (format!("{p}.attn_k.weight"), vec![kv_heads * head_dim, hidden]),
-            (format!("{p}.attn_v.weight"), vec![kv_heads * head_dim, hidden]),
-            (format!("{p}.attn_output.weight"), vec![hidden, heads * head_dim]),
+            (
+                format!("{p}.attn_k.weight"),
+                vec![kv_heads * head_dim, hidden],
+            ),
+            (
+                format!("{p}.attn_v.weight"),
+                vec![kv_heads * head_dim, hidden],
+            ),
+            (
+                format!("{p}.attn_output.weight"),
+                vec![hidden, heads * head_dim],
+            ),
             (format!("{p}.ffn_gate.weight"), vec![ffn, hidden]),
             (format!("{p}.ffn_up.weight"), vec![ffn, hidden]),
             (format!("{p}.ffn_down.weight"), vec![hidden, ffn]),
@@ -538,10 +558,22 @@ pub(crate) fn load_safetensors(
         expected.extend([
             (format!("{p}.input_layernorm.weight"), vec![hidden]),
             (format!("{p}.post_attention_layernorm.weight"), vec![hidden]),
-            (format!("{p}.self_attn.q_proj.weight"), vec![heads * hd, hidden]),
-            (format!("{p}.self_attn.k_proj.weight"), vec![kv_heads * hd, hidden]),
-            (format!("{p}.self_attn.v_proj.weight"), vec![kv_heads * hd, hidden]),
-            (format!("{p}.self_attn.o_proj.weight"), vec![hidden, heads * hd]),
+            (
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![heads * hd, hidden],
+            ),
+            (
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![kv_heads * hd, hidden],
+            ),
+            (
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![kv_heads * hd, hidden],
+            ),
+            (
+                format!("{p}.self_attn.o_proj.weight"),
+                vec![hidden, heads * hd],
+            ),
             (format!("{p}.mlp.gate_proj.weight"), vec![i, hidden]),
             (format!("{p}.mlp.up_proj.weight"), vec![i, hidden]),
             (format!("{p}.mlp.down_proj.weight"), vec![hidden, i]),
@@ -571,7 +603,11 @@ pub(crate) fn load_safetensors(
     }
 
     // F32 on the CPU (no fast half-precision matmul there); half on a GPU.
-    let dtype = if device.is_cpu() { DType::F32 } else { DType::F16 };
+    let dtype = if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::F16
+    };
     let ctx = dir.display().to_string();
     let model = no_panic(&ctx, || {
         // SAFETY: the shards are memory-mapped read-only; cairn requires that

@@ -21,7 +21,12 @@ fn gguf(dir: &Path) -> PathBuf {
 }
 
 fn st(dir: &Path, shards: usize) -> PathBuf {
-    generate(&TinySpec::tiny_llama(7), Format::Safetensors { shards }, dir).unwrap()
+    generate(
+        &TinySpec::tiny_llama(7),
+        Format::Safetensors { shards },
+        dir,
+    )
+    .unwrap()
 }
 
 fn load_err(path: &Path) -> Error {
@@ -44,7 +49,11 @@ fn rewrite_gguf(path: &Path, edit: impl FnOnce(&mut Vec<(String, gguf_file::Valu
         .map(|n| {
             let info = &content.tensor_infos[*n];
             let t = info
-                .read(&mut r, content.tensor_data_offset, &candle_core::Device::Cpu)
+                .read(
+                    &mut r,
+                    content.tensor_data_offset,
+                    &candle_core::Device::Cpu,
+                )
                 .unwrap();
             ((*n).clone(), t)
         })
@@ -62,7 +71,19 @@ fn truncated_gguf_is_an_error_at_every_cut() {
     let bytes = std::fs::read(&p).unwrap();
     let n = bytes.len();
     // In the header, the metadata, the tensor table, the data, the last byte.
-    for cut in [2, 4, 10, 24, 100, 2_000, 6_000, n / 3, n / 2, n - 100, n - 1] {
+    for cut in [
+        2,
+        4,
+        10,
+        24,
+        100,
+        2_000,
+        6_000,
+        n / 3,
+        n / 2,
+        n - 100,
+        n - 1,
+    ] {
         std::fs::write(&p, &bytes[..cut]).unwrap();
         let e = load_err(&p);
         let msg = e.to_string();
@@ -167,12 +188,18 @@ fn missing_files_shards_and_config() {
     let dir = st(d.path(), 2);
     std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
     let e = load_err(&dir);
-    assert!(matches!(&e, Error::MissingShard { shard, .. } if shard == "model-00002-of-00002.safetensors"), "{e:?}");
+    assert!(
+        matches!(&e, Error::MissingShard { shard, .. } if shard == "model-00002-of-00002.safetensors"),
+        "{e:?}"
+    );
 
     let dir = st(&d.path().join("noconfig"), 1);
     std::fs::remove_file(dir.join("config.json")).unwrap();
     let e = load_err(&dir);
-    assert!(matches!(&e, Error::Missing { path } if path.ends_with("config.json")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Missing { path } if path.ends_with("config.json")),
+        "{e:?}"
+    );
 
     let dir = st(&d.path().join("noweights"), 1);
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
@@ -181,7 +208,10 @@ fn missing_files_shards_and_config() {
     let g = gguf(&d.path().join("notok"));
     std::fs::remove_file(g.with_file_name("tokenizer.json")).unwrap();
     let e = load_err(&g);
-    assert!(matches!(&e, Error::Missing { path } if path.ends_with("tokenizer.json")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Missing { path } if path.ends_with("tokenizer.json")),
+        "{e:?}"
+    );
 
     assert!(matches!(
         load_err(&d.path().join("nothing.gguf")),
@@ -196,7 +226,11 @@ fn bad_config_and_truncated_or_incomplete_safetensors() {
     let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
     std::fs::write(dir.join("config.json"), "{ not json").unwrap();
     assert!(matches!(load_err(&dir), Error::Invalid { .. }));
-    std::fs::write(dir.join("config.json"), cfg.replace("\"hidden_size\"", "\"hidden\"")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"hidden_size\"", "\"hidden\""),
+    )
+    .unwrap();
     assert!(matches!(load_err(&dir), Error::Invalid { .. }));
     // More layers than the weights hold: a missing tensor, not candle's panic.
     std::fs::write(
@@ -220,7 +254,10 @@ fn bad_config_and_truncated_or_incomplete_safetensors() {
     for cut in [0, 5, 100, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&w, &bytes[..cut]).unwrap();
         let e = load_err(&dir);
-        assert!(matches!(&e, Error::Invalid { path, .. } if path == &w), "{cut}: {e:?}");
+        assert!(
+            matches!(&e, Error::Invalid { path, .. } if path == &w),
+            "{cut}: {e:?}"
+        );
     }
 }
 
@@ -235,7 +272,14 @@ fn tokenizer_vocab_mismatch_and_garbage_tokenizer() {
     std::fs::write(&tok, serde_json::to_vec(&big).unwrap()).unwrap();
     let e = load_err(&g);
     assert!(
-        matches!(e, Error::VocabMismatch { tokenizer: 339, model: 300, .. }),
+        matches!(
+            e,
+            Error::VocabMismatch {
+                tokenizer: 339,
+                model: 300,
+                ..
+            }
+        ),
         "{e:?}"
     );
     // A smaller tokenizer is fine (models often pad their vocabulary).
@@ -245,7 +289,10 @@ fn tokenizer_vocab_mismatch_and_garbage_tokenizer() {
 
     std::fs::write(&tok, b"{\"model\": 3}").unwrap();
     let e = load_err(&g);
-    assert!(matches!(&e, Error::Tokenizer { path, .. } if path == &tok), "{e:?}");
+    assert!(
+        matches!(&e, Error::Tokenizer { path, .. } if path == &tok),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -254,7 +301,13 @@ fn bad_requests_are_errors() {
     let e = Engine::load(&gguf(d.path()), &opts()).unwrap();
     let p = cairn_inference::GenerateParams::default();
     assert!(matches!(e.generate("", &p), Err(Error::Request(_))));
-    assert!(matches!(e.generate_tokens(&[999], &p), Err(Error::Request(_))));
+    assert!(matches!(
+        e.generate_tokens(&[999], &p),
+        Err(Error::Request(_))
+    ));
     let long = vec![5u32; e.context_len()];
-    assert!(matches!(e.generate_tokens(&long, &p), Err(Error::Request(_))));
+    assert!(matches!(
+        e.generate_tokens(&long, &p),
+        Err(Error::Request(_))
+    ));
 }

@@ -33,7 +33,10 @@ fn params(n: usize) -> GenerateParams {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -57,15 +60,22 @@ fn safetensors_and_gguf_f32_give_identical_greedy_tokens() {
         // The logits themselves agree to float rounding.
         let la = a.next_logits(&ga.prompt_tokens).unwrap();
         let lb = b.next_logits(&gb.prompt_tokens).unwrap();
-        assert!(max_abs_diff(&la, &lb) < 1e-3, "{p}: {}", max_abs_diff(&la, &lb));
+        assert!(
+            max_abs_diff(&la, &lb) < 1e-3,
+            "{p}: {}",
+            max_abs_diff(&la, &lb)
+        );
     }
     // Random weights, but not a degenerate model: it says different things.
     assert!(distinct.len() >= 4, "{distinct:?}");
 }
 
-/// Q8_0 rounds each weight to 1/127 of its block's largest magnitude. The
-/// tolerance: next-token logits within 0.25 of F32's (their spread is about
-/// 3), and the same first 4 greedy tokens for every prompt.
+/// Q8_0 rounds each weight to 1/127 of its block's largest magnitude (and
+/// candle also quantizes activations for the dot products). Tolerance: the
+/// next-token logits differ from F32's by less than 0.15 of their standard
+/// deviation (measured: at most 0.11; the standard deviation is about 3),
+/// and the first 8 greedy tokens are the same for every prompt (measured:
+/// 11 to 32 of 32; later tokens may drift onto another near-tie).
 #[test]
 fn q8_0_gguf_stays_close_to_f32() {
     let d = tempfile::tempdir().unwrap();
@@ -75,14 +85,15 @@ fn q8_0_gguf_stays_close_to_f32() {
     let q = Engine::load(&q8p, &opts()).unwrap();
     assert!(std::fs::metadata(&q8p).unwrap().len() < std::fs::metadata(&f32p).unwrap().len() / 2);
     for p in PROMPTS {
-        let gf = f.generate(p, &params(4)).unwrap();
-        let gq = q.generate(p, &params(4)).unwrap();
+        let gf = f.generate(p, &params(8)).unwrap();
+        let gq = q.generate(p, &params(8)).unwrap();
         assert_eq!(gf.tokens, gq.tokens, "{p}");
-        let diff = max_abs_diff(
-            &f.next_logits(&gf.prompt_tokens).unwrap(),
-            &q.next_logits(&gq.prompt_tokens).unwrap(),
-        );
-        assert!(diff < 0.25, "{p}: logits differ by {diff}");
+        let lf = f.next_logits(&gf.prompt_tokens).unwrap();
+        let lq = q.next_logits(&gq.prompt_tokens).unwrap();
+        let mean = lf.iter().sum::<f32>() / lf.len() as f32;
+        let sd = (lf.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / lf.len() as f32).sqrt();
+        let diff = max_abs_diff(&lf, &lq);
+        assert!(diff < 0.15 * sd, "{p}: logits differ by {diff} (sd {sd})");
     }
 }
 
@@ -101,7 +112,10 @@ fn f16_and_q4_0_gguf_load_and_generate() {
 #[test]
 fn each_request_starts_from_an_empty_kv_cache() {
     let d = tempfile::tempdir().unwrap();
-    for fmt in [Format::Gguf(GgufType::F32), Format::Safetensors { shards: 1 }] {
+    for fmt in [
+        Format::Gguf(GgufType::F32),
+        Format::Safetensors { shards: 1 },
+    ] {
         let e = Engine::load(&make(&d.path().join(format!("{fmt:?}")), fmt), &opts()).unwrap();
         let first = e.generate(PROMPTS[0], &params(12)).unwrap();
         let other = e.generate(PROMPTS[1], &params(12)).unwrap();
