@@ -1,0 +1,313 @@
+//! Broken model files give errors that name the file and the problem,
+//! never a panic.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use cairn_inference::generate::{generate, tokenizer_json, Format, GgufType, TinySpec};
+use cairn_inference::{DigestCache, Engine, Error, LoadOptions};
+use candle_core::quantized::gguf_file;
+
+fn opts() -> LoadOptions {
+    LoadOptions {
+        digest_cache: DigestCache::Off,
+        ..LoadOptions::default()
+    }
+}
+
+fn gguf(dir: &Path) -> PathBuf {
+    generate(&TinySpec::tiny_llama(7), Format::Gguf(GgufType::F32), dir).unwrap()
+}
+
+fn st(dir: &Path, shards: usize) -> PathBuf {
+    generate(
+        &TinySpec::tiny_llama(7),
+        Format::Safetensors { shards },
+        dir,
+    )
+    .unwrap()
+}
+
+fn load_err(path: &Path) -> Error {
+    let e = Engine::load(path, &opts()).expect_err("loading must fail");
+    eprintln!("{e}");
+    e
+}
+
+/// Rewrites a GGUF file, letting `edit` change the metadata.
+fn rewrite_gguf(path: &Path, edit: impl FnOnce(&mut Vec<(String, gguf_file::Value)>)) {
+    let mut r = BufReader::new(File::open(path).unwrap());
+    let content = gguf_file::Content::read(&mut r).unwrap();
+    let mut md: Vec<(String, gguf_file::Value)> = content.metadata.into_iter().collect();
+    md.sort_by(|a, b| a.0.cmp(&b.0));
+    edit(&mut md);
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let tensors: Vec<(String, _)> = names
+        .iter()
+        .map(|n| {
+            let info = &content.tensor_infos[*n];
+            let t = info
+                .read(
+                    &mut r,
+                    content.tensor_data_offset,
+                    &candle_core::Device::Cpu,
+                )
+                .unwrap();
+            ((*n).clone(), t)
+        })
+        .collect();
+    let mut w = File::create(path).unwrap();
+    let mdr: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tr: Vec<(&str, _)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    gguf_file::write(&mut w, &mdr, &tr).unwrap();
+}
+
+#[test]
+fn truncated_gguf_is_an_error_at_every_cut() {
+    let d = tempfile::tempdir().unwrap();
+    let p = gguf(d.path());
+    let bytes = std::fs::read(&p).unwrap();
+    let n = bytes.len();
+    // In the header, the metadata, the tensor table, the data, the last byte.
+    for cut in [
+        2,
+        4,
+        10,
+        24,
+        100,
+        2_000,
+        6_000,
+        n / 3,
+        n / 2,
+        n - 100,
+        n - 1,
+    ] {
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let e = load_err(&p);
+        let msg = e.to_string();
+        assert!(msg.contains("model-f32.gguf"), "cut {cut}: {msg}");
+        assert!(
+            matches!(
+                e,
+                Error::BadMagic { .. } | Error::Gguf { .. } | Error::Truncated { .. }
+            ),
+            "cut {cut}: {e:?}"
+        );
+    }
+    std::fs::write(&p, &bytes[..n / 2]).unwrap();
+    assert!(matches!(load_err(&p), Error::Truncated { .. }));
+}
+
+#[test]
+fn wrong_magic_and_empty_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = gguf(d.path());
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[..4].copy_from_slice(b"GGML");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = load_err(&p);
+    assert!(matches!(e, Error::BadMagic { .. }), "{e:?}");
+    assert!(e.to_string().contains("not a GGUF file"));
+    std::fs::write(&p, b"").unwrap();
+    assert!(matches!(load_err(&p), Error::BadMagic { .. }));
+    // A safetensors file given where GGUF is expected.
+    let s = st(&d.path().join("st"), 1);
+    let g = d.path().join("st/model.gguf");
+    std::fs::copy(s.join("model.safetensors"), &g).unwrap();
+    assert!(matches!(load_err(&g), Error::BadMagic { .. }));
+}
+
+#[test]
+fn missing_or_mistyped_metadata_key() {
+    let d = tempfile::tempdir().unwrap();
+    let p = gguf(d.path());
+    for key in [
+        "llama.block_count",
+        "llama.attention.head_count_kv",
+        "llama.attention.layer_norm_rms_epsilon",
+        "general.architecture",
+    ] {
+        let orig = std::fs::read(&p).unwrap();
+        rewrite_gguf(&p, |md| md.retain(|(k, _)| k != key));
+        let e = load_err(&p);
+        match &e {
+            Error::MissingKey { key: k, path } => {
+                assert_eq!(k, key);
+                assert_eq!(path, &p);
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+        assert!(e.to_string().contains(key));
+        std::fs::write(&p, orig).unwrap();
+    }
+    // U64 where U32 is expected (candle is strict), and absurd values.
+    rewrite_gguf(&p, |md| {
+        for (k, v) in md.iter_mut() {
+            if k == "llama.embedding_length" {
+                *v = gguf_file::Value::U64(64);
+            }
+        }
+    });
+    assert!(matches!(load_err(&p), Error::BadKey { .. }));
+    let p = gguf(&d.path().join("zero"));
+    rewrite_gguf(&p, |md| {
+        for (k, v) in md.iter_mut() {
+            if k == "llama.attention.head_count" {
+                *v = gguf_file::Value::U32(0);
+            }
+        }
+    });
+    assert!(matches!(load_err(&p), Error::BadKey { .. }));
+    let p = gguf(&d.path().join("qwen"));
+    rewrite_gguf(&p, |md| {
+        for (k, v) in md.iter_mut() {
+            if k == "general.architecture" {
+                *v = gguf_file::Value::String("qwen2".into());
+            }
+        }
+    });
+    assert!(matches!(load_err(&p), Error::UnsupportedArch { .. }));
+    // More layers declared than present: a missing tensor.
+    let p = gguf(&d.path().join("layers"));
+    rewrite_gguf(&p, |md| {
+        for (k, v) in md.iter_mut() {
+            if k == "llama.block_count" {
+                *v = gguf_file::Value::U32(3);
+            }
+        }
+    });
+    let e = load_err(&p);
+    assert!(e.to_string().contains("blk.2."), "{e}");
+}
+
+#[test]
+fn missing_files_shards_and_config() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = st(d.path(), 2);
+    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let e = load_err(&dir);
+    assert!(
+        matches!(&e, Error::MissingShard { shard, .. } if shard == "model-00002-of-00002.safetensors"),
+        "{e:?}"
+    );
+
+    let dir = st(&d.path().join("noconfig"), 1);
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    let e = load_err(&dir);
+    assert!(
+        matches!(&e, Error::Missing { path } if path.ends_with("config.json")),
+        "{e:?}"
+    );
+
+    let dir = st(&d.path().join("noweights"), 1);
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    assert!(matches!(load_err(&dir), Error::Missing { .. }));
+
+    let g = gguf(&d.path().join("notok"));
+    std::fs::remove_file(g.with_file_name("tokenizer.json")).unwrap();
+    let e = load_err(&g);
+    assert!(
+        matches!(&e, Error::Missing { path } if path.ends_with("tokenizer.json")),
+        "{e:?}"
+    );
+
+    assert!(matches!(
+        load_err(&d.path().join("nothing.gguf")),
+        Error::Missing { .. }
+    ));
+}
+
+#[test]
+fn bad_config_and_truncated_or_incomplete_safetensors() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = st(d.path(), 1);
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), "{ not json").unwrap();
+    assert!(matches!(load_err(&dir), Error::Invalid { .. }));
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"hidden_size\"", "\"hidden\""),
+    )
+    .unwrap();
+    assert!(matches!(load_err(&dir), Error::Invalid { .. }));
+    // More layers than the weights hold: a missing tensor, not candle's panic.
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"),
+    )
+    .unwrap();
+    let e = load_err(&dir);
+    assert!(matches!(e, Error::MissingTensor { .. }), "{e:?}");
+    // A wrong dimension: a shape error naming the tensor.
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"intermediate_size\": 128", "\"intermediate_size\": 96"),
+    )
+    .unwrap();
+    assert!(matches!(load_err(&dir), Error::TensorShape { .. }));
+    std::fs::write(dir.join("config.json"), &cfg).unwrap();
+
+    let w = dir.join("model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    for cut in [0, 5, 100, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&w, &bytes[..cut]).unwrap();
+        let e = load_err(&dir);
+        assert!(
+            matches!(&e, Error::Invalid { path, .. } if path == &w),
+            "{cut}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn tokenizer_vocab_mismatch_and_garbage_tokenizer() {
+    let d = tempfile::tempdir().unwrap();
+    let g = gguf(d.path());
+    let tok = g.with_file_name("tokenizer.json");
+    // 80 merges: 339 tokens for a 300-token model.
+    let (big, n) = tokenizer_json(80);
+    assert_eq!(n, 339);
+    std::fs::write(&tok, serde_json::to_vec(&big).unwrap()).unwrap();
+    let e = load_err(&g);
+    assert!(
+        matches!(
+            e,
+            Error::VocabMismatch {
+                tokenizer: 339,
+                model: 300,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A smaller tokenizer is fine (models often pad their vocabulary).
+    let (small, _) = tokenizer_json(10);
+    std::fs::write(&tok, serde_json::to_vec(&small).unwrap()).unwrap();
+    Engine::load(&g, &opts()).unwrap();
+
+    std::fs::write(&tok, b"{\"model\": 3}").unwrap();
+    let e = load_err(&g);
+    assert!(
+        matches!(&e, Error::Tokenizer { path, .. } if path == &tok),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_requests_are_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Engine::load(&gguf(d.path()), &opts()).unwrap();
+    let p = cairn_inference::GenerateParams::default();
+    assert!(matches!(e.generate("", &p), Err(Error::Request(_))));
+    assert!(matches!(
+        e.generate_tokens(&[999], &p),
+        Err(Error::Request(_))
+    ));
+    let long = vec![5u32; e.context_len()];
+    assert!(matches!(
+        e.generate_tokens(&long, &p),
+        Err(Error::Request(_))
+    ));
+}

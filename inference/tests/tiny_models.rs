@@ -1,0 +1,210 @@
+//! Generated tiny Llamas, loaded through the real file formats.
+
+use std::path::{Path, PathBuf};
+
+use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
+use cairn_inference::{DigestCache, Engine, GenerateParams, LoadOptions, StopReason};
+
+const SEED: u64 = 0x00C0_FFEE;
+const PROMPTS: [&str; 4] = [
+    "What is the capital of France?",
+    "Hello, world!",
+    "The weather in Paris is",
+    "An auditor can verify offline",
+];
+
+fn opts() -> LoadOptions {
+    LoadOptions {
+        digest_cache: DigestCache::Off,
+        ..LoadOptions::default()
+    }
+}
+
+fn make(dir: &Path, format: Format) -> PathBuf {
+    generate(&TinySpec::tiny_llama(SEED), format, dir).expect("generate")
+}
+
+fn params(n: usize) -> GenerateParams {
+    GenerateParams {
+        max_new_tokens: n,
+        stop_at_eos: true,
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn safetensors_and_gguf_f32_give_identical_greedy_tokens() {
+    let d = tempfile::tempdir().unwrap();
+    let st = make(&d.path().join("st"), Format::Safetensors { shards: 2 });
+    let gg = make(&d.path().join("gguf"), Format::Gguf(GgufType::F32));
+    let a = Engine::load(&st, &opts()).unwrap();
+    let b = Engine::load(&gg, &opts()).unwrap();
+    assert_eq!(a.vocab_size(), 300);
+    assert_eq!(b.vocab_size(), 300);
+    let mut distinct = std::collections::BTreeSet::new();
+    for p in PROMPTS {
+        let ga = a.generate(p, &params(24)).unwrap();
+        let gb = b.generate(p, &params(24)).unwrap();
+        assert_eq!(ga.prompt_tokens, gb.prompt_tokens, "{p}");
+        assert_eq!(ga.tokens, gb.tokens, "{p}");
+        assert_eq!(ga.stop, gb.stop, "{p}");
+        assert_eq!(ga.text, gb.text, "{p}");
+        distinct.extend(ga.tokens.iter().copied());
+        // The logits themselves agree to float rounding.
+        let la = a.next_logits(&ga.prompt_tokens).unwrap();
+        let lb = b.next_logits(&gb.prompt_tokens).unwrap();
+        assert!(
+            max_abs_diff(&la, &lb) < 1e-3,
+            "{p}: {}",
+            max_abs_diff(&la, &lb)
+        );
+    }
+    // Random weights, but not a degenerate model: it says different things.
+    assert!(distinct.len() >= 4, "{distinct:?}");
+}
+
+/// Q8_0 rounds each weight to 1/127 of its block's largest magnitude (and
+/// candle also quantizes activations for the dot products). Tolerance: the
+/// next-token logits differ from F32's by less than 0.15 of their standard
+/// deviation (measured: at most 0.11; the standard deviation is about 3),
+/// and the first 8 greedy tokens are the same for every prompt (measured:
+/// 11 to 32 of 32; later tokens may drift onto another near-tie).
+#[test]
+fn q8_0_gguf_stays_close_to_f32() {
+    let d = tempfile::tempdir().unwrap();
+    let f32p = make(&d.path().join("f32"), Format::Gguf(GgufType::F32));
+    let q8p = make(&d.path().join("q8"), Format::Gguf(GgufType::Q8_0));
+    let f = Engine::load(&f32p, &opts()).unwrap();
+    let q = Engine::load(&q8p, &opts()).unwrap();
+    assert!(std::fs::metadata(&q8p).unwrap().len() < std::fs::metadata(&f32p).unwrap().len() / 2);
+    for p in PROMPTS {
+        let gf = f.generate(p, &params(8)).unwrap();
+        let gq = q.generate(p, &params(8)).unwrap();
+        assert_eq!(gf.tokens, gq.tokens, "{p}");
+        let lf = f.next_logits(&gf.prompt_tokens).unwrap();
+        let lq = q.next_logits(&gq.prompt_tokens).unwrap();
+        let mean = lf.iter().sum::<f32>() / lf.len() as f32;
+        let sd = (lf.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / lf.len() as f32).sqrt();
+        let diff = max_abs_diff(&lf, &lq);
+        assert!(diff < 0.15 * sd, "{p}: logits differ by {diff} (sd {sd})");
+    }
+}
+
+#[test]
+fn f16_and_q4_0_gguf_load_and_generate() {
+    let d = tempfile::tempdir().unwrap();
+    for ty in [GgufType::F16, GgufType::Q4_0] {
+        let p = make(&d.path().join(format!("{ty:?}")), Format::Gguf(ty));
+        let e = Engine::load(&p, &opts()).unwrap();
+        let g = e.generate(PROMPTS[0], &params(8)).unwrap();
+        assert!(!g.tokens.is_empty() || g.stop == StopReason::Eos);
+        assert!(g.timings.prompt_ms > 0.0);
+    }
+}
+
+#[test]
+fn each_request_starts_from_an_empty_kv_cache() {
+    let d = tempfile::tempdir().unwrap();
+    for fmt in [
+        Format::Gguf(GgufType::F32),
+        Format::Safetensors { shards: 1 },
+    ] {
+        let e = Engine::load(&make(&d.path().join(format!("{fmt:?}")), fmt), &opts()).unwrap();
+        let first = e.generate(PROMPTS[0], &params(12)).unwrap();
+        let other = e.generate(PROMPTS[1], &params(12)).unwrap();
+        let again = e.generate(PROMPTS[0], &params(12)).unwrap();
+        assert_eq!(first.tokens, again.tokens);
+        assert_ne!(first.prompt_tokens, other.prompt_tokens);
+        // Threads share one engine.
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| e.generate(PROMPTS[0], &params(12)).unwrap().tokens))
+                .collect();
+            for h in hs {
+                assert_eq!(h.join().unwrap(), first.tokens);
+            }
+        });
+    }
+}
+
+#[test]
+fn generation_reports_tokens_text_and_timings() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Engine::load(&make(d.path(), Format::Gguf(GgufType::F32)), &opts()).unwrap();
+    let g = e
+        .generate(
+            PROMPTS[0],
+            &GenerateParams {
+                max_new_tokens: 16,
+                stop_at_eos: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(g.tokens.len(), 16);
+    assert_eq!(g.stop, StopReason::MaxTokens);
+    assert_eq!(g.text, e.decode(&g.tokens).unwrap());
+    assert!(g.timings.decode_ms > 0.0 && g.timings.decode_tokens_per_s > 0.0);
+    let json = serde_json::to_value(&g).unwrap();
+    assert!(json["timings"]["prompt_ms"].is_number());
+}
+
+#[test]
+fn byte_level_bpe_tokenizer_loads_and_round_trips() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Engine::load(&make(d.path(), Format::Safetensors { shards: 1 }), &opts()).unwrap();
+    assert_eq!(e.tokenizer().get_vocab_size(true), e.vocab_size());
+    for text in PROMPTS.iter().copied().chain(["naïve café ✓ 東京\n\ttabs"]) {
+        let ids = e.encode(text).unwrap();
+        assert_eq!(e.decode(&ids).unwrap(), text);
+    }
+    // The merges are used: fewer tokens than bytes.
+    let ids = e.encode("What is the capital of France?").unwrap();
+    assert!(ids.len() < 20, "{ids:?}");
+}
+
+#[test]
+fn generator_is_deterministic_and_digest_covers_every_file() {
+    let d = tempfile::tempdir().unwrap();
+    let a = make(&d.path().join("a"), Format::Gguf(GgufType::Q8_0));
+    let b = make(&d.path().join("b"), Format::Gguf(GgufType::Q8_0));
+    let ea = Engine::load(&a, &opts()).unwrap();
+    let eb = Engine::load(&b, &opts()).unwrap();
+    assert_eq!(ea.digest().digest, eb.digest().digest);
+    assert!(ea.digest().digest.starts_with("blake3:"));
+    let names: Vec<_> = ea.digest().files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["model-q8_0.gguf", "tokenizer.json", "tokenizer_config.json"]
+    );
+
+    let st = make(&d.path().join("st"), Format::Safetensors { shards: 2 });
+    let es = Engine::load(&st, &opts()).unwrap();
+    let names: Vec<_> = es.digest().files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
+    );
+    // A different seed is a different model.
+    let c = generate(
+        &TinySpec::tiny_llama(SEED + 1),
+        Format::Gguf(GgufType::Q8_0),
+        &d.path().join("c"),
+    )
+    .unwrap();
+    let ec = Engine::load(&c, &opts()).unwrap();
+    assert_ne!(ec.digest().digest, ea.digest().digest);
+}
