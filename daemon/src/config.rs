@@ -20,6 +20,10 @@
 //! max_body_bytes = 1048576
 //! max_queue = 64                        # requests waiting for the model
 //!
+//! [[models]]                            # loaded at start, each load a record
+//! name = "llama-3.2-1b"
+//! path = "/var/lib/cairn/models/llama-3.2-1b-q4_k_m.gguf"
+//!
 //! [ledger]
 //! checkpoint_every_records = 1000
 //! checkpoint_every_secs = 60
@@ -66,6 +70,19 @@ pub struct Config {
     /// Checkpoint cadence and payload policy.
     #[serde(default)]
     pub ledger: LedgerSection,
+    /// Models to load at start.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+/// A model to load at start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients use in `"model"`.
+    pub name: String,
+    /// A `.gguf` file (with `tokenizer.json` beside it) or a safetensors directory.
+    pub path: PathBuf,
 }
 
 /// A named bearer token, stored as its SHA-256.
@@ -220,6 +237,21 @@ impl Config {
             bail!("limits.max_queue must be at least 1");
         }
         self.payload_policy()?;
+        let mut names = std::collections::BTreeSet::new();
+        for m in &self.models {
+            if m.name.is_empty()
+                || m.name.len() > 128
+                || m.name.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                bail!(
+                    "[[models]] name {:?} must be 1-128 characters without spaces",
+                    m.name
+                );
+            }
+            if !names.insert(&m.name) {
+                bail!("[[models]] name {:?} appears twice", m.name);
+            }
+        }
         Ok(())
     }
 

@@ -49,6 +49,38 @@ impl ApiError {
         }
     }
 
+    /// A request body over the limit (413).
+    pub fn too_large(limit: usize) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("the request body is larger than the limit of {limit} bytes"),
+            kind: "invalid_request_error",
+            code: "request_too_large",
+        }
+    }
+
+    /// A model that is not loaded (404).
+    pub fn model_not_found(name: &str) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "the model {name:?} does not exist (GET /v1/models lists the loaded models)"
+            ),
+            kind: "invalid_request_error",
+            code: "model_not_found",
+        }
+    }
+
+    /// The request queue is full (429).
+    pub fn queue_full() -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "too many requests are waiting for the model; retry later".into(),
+            kind: "rate_limit_error",
+            code: "queue_full",
+        }
+    }
+
     /// No or a bad credential (401).
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError {

@@ -6,6 +6,8 @@ mod error;
 mod gate;
 mod identity;
 mod metrics;
+mod models;
+mod openai;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -31,6 +33,9 @@ use metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     gate: Gate,
+    pool: Arc<models::Pool>,
+    queue: Arc<tokio::sync::Semaphore>,
+    compute: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
     config: Arc<Config>,
     started: Instant,
@@ -42,6 +47,9 @@ pub struct Caller(pub Actor);
 
 fn router(state: AppState) -> Router {
     let api = Router::new()
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", axum::routing::post(openai::chat))
+        .route("/v1/completions", axum::routing::post(openai::completions))
         .route("/v1/audit/records", get(audit::records))
         .route("/v1/audit/records/{seq}", get(audit::record))
         .route("/v1/audit/proof/{seq}", get(audit::proof))
@@ -169,6 +177,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         name: "cairnd".into(),
     };
 
+    let aborted = record_interrupted(&gate, system()).await?;
+
     gate.pass(RecordDraft::new(
         "daemon.start",
         system(),
@@ -176,6 +186,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "config_digest": config.digest(),
+            "aborted_requests": aborted,
             "recovered": {
                 "reindexed": recovery.reindexed,
                 "torn_tail_bytes": recovery.torn_records.as_ref().map(|t| t.bytes),
@@ -186,8 +197,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!(e.message))?;
 
+    let pool = Arc::new(models::Pool::default());
+    for m in &config.models {
+        pool.load(&gate, system(), &m.name, &m.path)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    if opts.create_keys && config.models.is_empty() {
+        let path = demo_model(&config.state_dir).await?;
+        let m = pool
+            .load(&gate, system(), DEMO_MODEL, &path)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        println!("demo model {DEMO_MODEL}: a generated tiny Llama with random weights ({}), so its answers are noise", m.digest);
+    }
     let state = AppState {
         gate: gate.clone(),
+        pool,
+        queue: Arc::new(tokio::sync::Semaphore::new(config.limits.max_queue)),
+        compute: Arc::new(tokio::sync::Semaphore::new(1)),
         metrics,
         config: config.clone(),
         started: Instant::now(),
@@ -252,6 +280,70 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     println!("cairnd stopped");
     Ok(())
+}
+
+/// After a crash, finds the requests of the last run that have no result
+/// (scanning back to the last `daemon.start` or `daemon.stop`) and records
+/// an `inference.aborted` result for each. Returns how many.
+async fn record_interrupted(gate: &Gate, actor: Actor) -> anyhow::Result<u64> {
+    use cairn_attest::entry::Entry;
+    let ledger = gate.ledger().clone();
+    let unanswered =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<cairn_attest::Receipt>> {
+            let mut answered = std::collections::HashSet::new();
+            let mut open = Vec::new();
+            for seq in (0..ledger.size()).rev() {
+                let bytes = ledger.entry(seq)?;
+                let e = Entry::parse(&bytes)?;
+                match e.record.kind.as_str() {
+                    "daemon.stop" => return Ok(Vec::new()),
+                    "daemon.start" | cairn_attest::record::KIND_GENESIS => break,
+                    "inference.request" if !answered.contains(&seq) => {
+                        open.push(cairn_attest::Receipt {
+                            seq,
+                            hash: e.hash().to_hex(),
+                            leaf: String::new(),
+                        });
+                    }
+                    _ => {
+                        if let Some(r) = &e.record.reference {
+                            answered.insert(r.seq);
+                        }
+                    }
+                }
+            }
+            open.reverse();
+            Ok(open)
+        })
+        .await??;
+    for r in &unanswered {
+        let mut d = RecordDraft::new(
+            "inference.aborted",
+            actor.clone(),
+            serde_json::json!({"reason": "cairnd stopped before the request finished"}),
+        );
+        d.reference = Some(r.reference());
+        gate.pass(d).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    Ok(unanswered.len() as u64)
+}
+
+/// The demo model's name.
+pub const DEMO_MODEL: &str = "demo-tiny";
+
+/// Generates (once) the demo model under `STATE_DIR/models/demo-tiny`.
+async fn demo_model(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
+    let dir = state_dir.join("models").join(DEMO_MODEL);
+    let file = dir.join("model.gguf");
+    if file.exists() {
+        return Ok(file);
+    }
+    tokio::task::spawn_blocking(move || {
+        generate(&TinySpec::tiny_llama(7), Format::Gguf(GgufType::F32), &dir)
+    })
+    .await?
+    .context("cannot generate the demo model")
 }
 
 fn bind_unix(config: &Config) -> anyhow::Result<tokio::net::UnixListener> {

@@ -1,0 +1,115 @@
+//! The model pool: models loaded through the gate, known by name and
+//! digest. A request takes an `Arc` of the model named in its request
+//! record, so a swap cannot change the model a request runs on.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use cairn_attest::{Actor, RecordDraft};
+use cairn_inference::{Engine, LoadOptions};
+
+use super::error::ApiError;
+use super::gate::Gate;
+
+/// A loaded model.
+pub struct Model {
+    /// The name clients use.
+    pub name: String,
+    /// The digest over its behaviour files.
+    pub digest: String,
+    /// The engine.
+    pub engine: Engine,
+}
+
+/// The loaded models, by name.
+#[derive(Default)]
+pub struct Pool {
+    models: RwLock<BTreeMap<String, Arc<Model>>>,
+}
+
+impl Pool {
+    /// The model called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Model>> {
+        self.models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// All models, by name.
+    pub fn list(&self) -> Vec<Arc<Model>> {
+        self.models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Loads `path` as `name` through the gate: a `model.load` record
+    /// first, then the load, then `model.loaded` (with the digest) or
+    /// `model.load_failed`, each pointing at the first. Replaces a model of
+    /// the same name (a swap); requests already running keep theirs.
+    pub async fn load(
+        &self,
+        gate: &Gate,
+        actor: Actor,
+        name: &str,
+        path: &Path,
+    ) -> Result<Arc<Model>, ApiError> {
+        let intent = gate
+            .pass(RecordDraft::new(
+                "model.load",
+                actor.clone(),
+                serde_json::json!({"name": name, "path": path.display().to_string()}),
+            ))
+            .await?;
+        let p = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || Engine::load(&p, &LoadOptions::default()))
+            .await
+            .map_err(|_| ApiError::internal("the model loader stopped"))?;
+        match loaded {
+            Ok(engine) => {
+                let digest = engine.digest().digest.clone();
+                let mut done = RecordDraft::new(
+                    "model.loaded",
+                    actor,
+                    serde_json::json!({
+                        "name": name,
+                        "arch": engine.arch(),
+                        "context": engine.context_len(),
+                        "vocab": engine.vocab_size(),
+                        "files": engine.digest().listing(),
+                    }),
+                );
+                done.model = Some(digest.clone());
+                done.reference = Some(intent.reference());
+                gate.pass(done).await?;
+                let model = Arc::new(Model {
+                    name: name.to_string(),
+                    digest,
+                    engine,
+                });
+                self.models
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_string(), model.clone());
+                Ok(model)
+            }
+            Err(e) => {
+                let mut failed = RecordDraft::new(
+                    "model.load_failed",
+                    actor,
+                    serde_json::json!({"name": name, "error": e.to_string()}),
+                );
+                failed.reference = Some(intent.reference());
+                gate.pass(failed).await?;
+                Err(ApiError::bad_request(format!(
+                    "cannot load model {name:?}: {e}"
+                )))
+            }
+        }
+    }
+}
