@@ -31,7 +31,10 @@ fn the_daemon_records_its_life_and_serves_the_audit_api() {
     let health = d.request("GET", "/healthz", None);
     assert_eq!(health.status, 200, "{}", health.text());
     assert_eq!(health.json()["status"], "ok");
-    assert_eq!(kinds(&d), ["log.genesis", "daemon.start"]);
+    assert_eq!(
+        kinds(&d),
+        ["log.genesis", "daemon.start", "model.load", "model.loaded"]
+    );
 
     let one = d.request("GET", "/v1/audit/records/1", None);
     assert_eq!(one.status, 200);
@@ -52,7 +55,7 @@ fn the_daemon_records_its_life_and_serves_the_audit_api() {
 
     let m = d.request("GET", "/metrics", None).text();
     for needle in [
-        "cairn_ledger_records 2",
+        "cairn_ledger_records 4",
         "cairn_gate_seconds_bucket",
         "cairn_requests_total{route=\"/healthz\",status=\"200\"} 1",
     ] {
@@ -85,13 +88,25 @@ fn the_daemon_records_its_life_and_serves_the_audit_api() {
     );
     let (code, out) = cairn_verify(&state, &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("OK: 3 records"), "genesis, start, stop: {out}");
+    assert!(
+        out.contains("OK: 5 records"),
+        "genesis, start, model load and loaded, stop: {out}"
+    );
 
     // A restart appends to the same log.
     let d = Daemon::start(&state, &["--demo"]);
     assert_eq!(
         kinds(&d),
-        ["log.genesis", "daemon.start", "daemon.stop", "daemon.start"]
+        [
+            "log.genesis",
+            "daemon.start",
+            "model.load",
+            "model.loaded",
+            "daemon.stop",
+            "daemon.start",
+            "model.load",
+            "model.loaded"
+        ]
     );
     d.kill();
     let (code, out) = cairn_verify(&state, &[]);
@@ -250,7 +265,7 @@ fn cairn_status_and_records_talk_to_the_daemon() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("(ok)") && text.contains("records     2"),
+        text.contains("(ok)") && text.contains("records     4"),
         "{text}"
     );
     let out = cairn_tests::cairn(&["records", "--socket", d.socket().to_str().unwrap()]);
