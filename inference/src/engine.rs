@@ -128,7 +128,12 @@ impl Engine {
             path: tok_path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let n = tokenizer.get_vocab_size(true);
+        // The highest id + 1 (ids need not be dense), added tokens included.
+        let n = tokenizer
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&m| m as usize + 1);
         if n > loaded.vocab {
             return Err(Error::VocabMismatch {
                 path: tok_path.to_path_buf(),

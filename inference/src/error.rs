@@ -79,8 +79,9 @@ pub enum Error {
     #[error("{}: tokenizer: {reason}", path.display())]
     Tokenizer { path: PathBuf, reason: String },
 
-    /// The tokenizer has token ids the model cannot embed.
-    #[error("{}: tokenizer has {tokenizer} tokens but the model's vocabulary is {model}", path.display())]
+    /// The tokenizer has token ids the model cannot embed (`tokenizer` is
+    /// its highest id + 1).
+    #[error("{}: tokenizer has token ids up to {} but the model's vocabulary is {model}", path.display(), tokenizer - 1)]
     VocabMismatch {
         path: PathBuf,
         tokenizer: usize,
