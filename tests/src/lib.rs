@@ -202,3 +202,34 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A small tmpfs mounted for a test (needs root; CI runs as root), so a
+/// test can fill a real filesystem. Unmounted on drop.
+pub struct Tmpfs {
+    /// The mount point.
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"6m"`) on a new directory `path`.
+    pub fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status();
+        assert!(
+            ok.map(|s| s.success()).unwrap_or(false),
+            "this test needs root to mount a small tmpfs (tests/run is run as root on CI)"
+        );
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

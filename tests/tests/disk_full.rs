@@ -3,19 +3,9 @@
 //! freed every acknowledged record is there and the log verifies.
 //! Needs root for a small tmpfs; CI runs as root.
 
-use std::process::Command;
-
 use cairn_attest::ledger_files::LedgerFiles;
 use cairn_attest::verify::{verify_log, Options};
 use cairn_attest::{Actor, Error, Keyring, Ledger, LedgerConfig, RecordDraft};
-
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 fn draft(i: u64) -> RecordDraft {
     let mut d = RecordDraft::new(
@@ -33,16 +23,7 @@ fn draft(i: u64) -> RecordDraft {
 fn a_full_disk_fails_closed_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    assert!(
-        mounted.map(|s| s.success()).unwrap_or(false),
-        "this test needs root to mount a small tmpfs (tests/run is run as root on CI)"
-    );
-    let _guard = Tmpfs(mnt.clone());
+    let _tmpfs = cairn_tests::Tmpfs::mount(&mnt, "6m");
     let ledger_dir = mnt.join("ledger");
     let keys = Keyring::create(&ledger_dir.join("keys"), "cairn.example/disk-full").unwrap();
     let config = LedgerConfig {

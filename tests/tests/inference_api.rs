@@ -185,25 +185,7 @@ fn demo_model(dir: &std::path::Path) -> std::path::PathBuf {
 fn when_the_ledger_cannot_write_requests_get_503_and_no_tokens_are_generated() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    assert!(
-        ok.map(|s| s.success()).unwrap_or(false),
-        "needs root to mount a small tmpfs (CI runs as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _u = Unmount(mnt.clone());
+    let _tmpfs = cairn_tests::Tmpfs::mount(&mnt, "4m");
     let state = mnt.join("state");
     let d = Daemon::start(&state, &["--demo"]);
     assert_eq!(
