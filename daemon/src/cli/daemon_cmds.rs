@@ -107,3 +107,53 @@ pub(super) fn records(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(super) fn chat(
+    at: &DaemonAt,
+    message: &str,
+    model: Option<String>,
+    max_tokens: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let socket = at.socket();
+    let model = match model {
+        Some(m) => m,
+        None => request(&socket, "GET", "/v1/models", None)?.ok()?.json()?["data"][0]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("the daemon has no model loaded"))?,
+    };
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": message}],
+        "max_tokens": max_tokens,
+    });
+    let answer = request(
+        &socket,
+        "POST",
+        "/v1/chat/completions",
+        Some(serde_json::to_vec(&body)?),
+    )?
+    .ok()?
+    .json()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{}",
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    let r = &answer["cairn"];
+    eprintln!(
+        "receipt: request record {} ({}), result record {} ({}); model {}",
+        r["request"]["seq"],
+        r["request"]["hash"].as_str().unwrap_or("?"),
+        r["result"]["seq"],
+        r["result"]["hash"].as_str().unwrap_or("?"),
+        model
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -65,6 +65,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running daemon's model something; prints the answer and its
+    /// audit receipt (the request and result records).
+    Chat {
+        #[command(flatten)]
+        at: daemon_cmds::DaemonAt,
+        /// The message.
+        message: String,
+        /// The model (default: the first one the daemon lists).
+        #[arg(long)]
+        model: Option<String>,
+        /// The most tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: u32,
+        /// Print the daemon's whole JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// List a running daemon's records.
     Records {
         #[command(flatten)]
@@ -102,6 +119,13 @@ pub fn main() -> ExitCode {
         Command::Proof { seq, ledger, out } => proof::write(seq, &ledger, out),
         Command::Keys { command } => keys::run(command),
         Command::Status { at, json } => daemon_cmds::status(&at, json),
+        Command::Chat {
+            at,
+            message,
+            model,
+            max_tokens,
+            json,
+        } => daemon_cmds::chat(&at, &message, model, max_tokens, json),
         Command::Records {
             at,
             from,
