@@ -291,3 +291,49 @@ fn a_record_proof_verifies_alone_and_fails_when_altered() {
     ]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+#[test]
+fn models_generate_writes_loadable_models_in_real_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut digests = Vec::new();
+    for (format, quant) in [("gguf", "f32"), ("gguf", "q8_0"), ("safetensors", "f32")] {
+        let out_dir = dir.path().join(format!("{format}-{quant}"));
+        let out = cairn(&[
+            "models",
+            "generate",
+            "--format",
+            format,
+            "--quant",
+            quant,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with("blake3:"), "{text}");
+        assert!(out_dir.join("tokenizer.json").exists());
+        digests.push(text.split_whitespace().next().unwrap().to_string());
+    }
+    digests.dedup();
+    assert_eq!(digests.len(), 3, "each format and type has its own digest");
+    let again = cairn(&[
+        "models",
+        "generate",
+        "--out",
+        dir.path().join("gguf-f32").to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2), "refuses to overwrite a model");
+    let bad = cairn(&[
+        "models",
+        "generate",
+        "--quant",
+        "q9",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}

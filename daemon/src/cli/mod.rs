@@ -3,6 +3,7 @@
 mod bench;
 mod daemon_cmds;
 mod keys;
+mod models;
 pub(crate) use keys::default_origin;
 mod proof;
 mod verify;
@@ -56,6 +57,11 @@ enum Command {
         /// Where to write the proof (default: record-SEQ.tlog-proof).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Models: generate test models.
+    Models {
+        #[command(subcommand)]
+        command: models::ModelsCommand,
     },
     /// Show a running daemon's health, log and latest checkpoint.
     Status {
@@ -118,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Verify { path, key, json } => verify::run(&path, key, json),
         Command::Proof { seq, ledger, out } => proof::write(seq, &ledger, out),
         Command::Keys { command } => keys::run(command),
+        Command::Models { command } => models::run(command),
         Command::Status { at, json } => daemon_cmds::status(&at, json),
         Command::Chat {
             at,

@@ -335,8 +335,13 @@ pub const DEMO_MODEL: &str = "demo-tiny";
 async fn demo_model(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
     let dir = state_dir.join("models").join(DEMO_MODEL);
-    let file = dir.join("model.gguf");
-    if file.exists() {
+    let existing = std::fs::read_dir(&dir).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+    });
+    if let Some(file) = existing {
         return Ok(file);
     }
     tokio::task::spawn_blocking(move || {

@@ -1,0 +1,91 @@
+//! `cairn models generate`: random-weight models in real formats, for
+//! tests, demos and trying the daemon without a real model.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
+use cairn_inference::{DigestCache, Engine, LoadOptions};
+use clap::{Subcommand, ValueEnum};
+
+#[derive(Subcommand)]
+pub(super) enum ModelsCommand {
+    /// Write a tiny random-weight Llama (hidden 64, 2 layers, vocabulary
+    /// 300) with its tokenizer.json, then load it once and print its digest.
+    Generate {
+        /// The file format.
+        #[arg(long, value_enum, default_value_t = FileFormat::Gguf)]
+        format: FileFormat,
+        /// Tensor type for GGUF (safetensors is always f32).
+        #[arg(long, value_enum, default_value_t = Quant::F32)]
+        quant: Quant,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The directory to write into (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum FileFormat {
+    Gguf,
+    Safetensors,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum Quant {
+    F32,
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+pub(super) fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
+    let ModelsCommand::Generate {
+        format,
+        quant,
+        seed,
+        out,
+    } = cmd;
+    let format = match format {
+        FileFormat::Safetensors => Format::Safetensors { shards: 1 },
+        FileFormat::Gguf => Format::Gguf(match quant {
+            Quant::F32 => GgufType::F32,
+            Quant::F16 => GgufType::F16,
+            Quant::Q8_0 => GgufType::Q8_0,
+            Quant::Q4_0 => GgufType::Q4_0,
+        }),
+    };
+    if std::fs::read_dir(&out)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        anyhow::bail!(
+            "{} is not empty; choose a new or empty directory",
+            out.display()
+        );
+    }
+    let path = generate(&TinySpec::tiny_llama(seed), format, &out)
+        .with_context(|| format!("cannot write a model to {}", out.display()))?;
+    let engine = Engine::load(
+        &path,
+        &LoadOptions {
+            digest_cache: DigestCache::Off,
+            ..LoadOptions::default()
+        },
+    )
+    .with_context(|| format!("the generated model at {} does not load", path.display()))?;
+    println!(
+        "{}  {}  ({} context, vocabulary {})",
+        engine.digest().digest,
+        path.display(),
+        engine.context_len(),
+        engine.vocab_size()
+    );
+    Ok(ExitCode::SUCCESS)
+}
