@@ -155,6 +155,7 @@ pub struct Ledger {
 struct SignJob {
     seq: u64,
     epoch: u64,
+    hash: RecordHash,
     text: Vec<u8>,
     payloads: Vec<(String, [u8; 32], Vec<u8>)>,
     reply: SyncSender<Result<Receipt>>,
@@ -571,7 +572,7 @@ impl Ledger {
             commits.insert(name.clone(), c.commitment);
             payloads.push((name, c.salt, bytes));
         }
-        let (seq, epoch, text) = {
+        let (seq, epoch, hash, text) = {
             let mut sq = lock(&s.seq);
             let record = Record {
                 v: FORMAT_VERSION,
@@ -589,12 +590,13 @@ impl Ledger {
             let text = record.to_text()?;
             sq.last = RecordHash::of(&text);
             sq.next += 1;
-            (record.seq, sq.epoch, text)
+            (record.seq, sq.epoch, sq.last, text)
         };
         let (reply, rx) = sync_channel(1);
         let job = SignJob {
             seq,
             epoch,
+            hash,
             text,
             payloads,
             reply,
@@ -795,7 +797,7 @@ impl Shared {
     /// writer, unless sequencing was rewound since it was numbered.
     fn sign_and_queue(&self, job: SignJob) {
         let slot = Slot {
-            hash: RecordHash::of(&job.text),
+            hash: job.hash,
             sealed: entry::seal(&job.text, self.keys.operational.as_ref()),
             payloads: job.payloads,
             reply: job.reply,
