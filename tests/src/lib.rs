@@ -76,7 +76,10 @@ pub fn http_unix(socket: &Path, method: &str, path: &str, body: Option<&[u8]>) -
     // The daemon may answer (413) and close before a large body is sent.
     let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
+    // After an early answer the daemon may close with the body unread; the
+    // answer is still in our receive queue even if the read then fails.
+    let read = s.read_to_end(&mut raw);
+    assert!(read.is_ok() || !raw.is_empty(), "read response: {read:?}");
     assert!(
         !raw.is_empty(),
         "cairnd closed the connection without answering"
