@@ -28,6 +28,18 @@ pub fn cairn(args: &[&str]) -> Output {
         .expect("run cairn")
 }
 
+/// Runs `cairn ARGS…`, requires success, and returns its standard output.
+pub fn cairn_ok(args: &[&str]) -> String {
+    let out = cairn(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Runs `cairn verify DIR` and returns (exit code, stdout).
 pub fn cairn_verify(dir: &Path, extra: &[&str]) -> (i32, String) {
     let mut args = vec!["verify", dir.to_str().expect("utf-8 path")];

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cairn_attest::{Actor, Keyring, Ledger, LedgerConfig, RecordDraft};
-use cairn_tests::{cairn, cairn_verify};
+use cairn_tests::{cairn, cairn_ok, cairn_verify};
 
 fn make_ledger(dir: &Path, n: u64) {
     let keys = Keyring::create(&dir.join("keys"), "cairn.example/cli").unwrap();
@@ -174,7 +174,7 @@ fn keys_init_refuses_to_overwrite_and_show_refuses_loose_modes() {
 fn bench_leaves_a_ledger_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("bench");
-    let out = cairn(&[
+    let text = cairn_ok(&[
         "bench",
         "ledger",
         "--records",
@@ -182,12 +182,6 @@ fn bench_leaves_a_ledger_that_verifies() {
         "--out",
         out_dir.to_str().unwrap(),
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     for line in [
         "bare ML-DSA-65 sign",
         "durable appends",
@@ -298,7 +292,7 @@ fn models_generate_writes_loadable_models_in_real_formats() {
     let mut digests = Vec::new();
     for (format, quant) in [("gguf", "f32"), ("gguf", "q8_0"), ("safetensors", "f32")] {
         let out_dir = dir.path().join(format!("{format}-{quant}"));
-        let out = cairn(&[
+        let text = cairn_ok(&[
             "models",
             "generate",
             "--format",
@@ -308,12 +302,6 @@ fn models_generate_writes_loadable_models_in_real_formats() {
             "--out",
             out_dir.to_str().unwrap(),
         ]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert!(text.starts_with("blake3:"), "{text}");
         assert!(out_dir.join("tokenizer.json").exists());
         digests.push(text.split_whitespace().next().unwrap().to_string());

@@ -16,6 +16,11 @@ fn records(state: &std::path::Path) -> Vec<cairn_attest::Record> {
         .collect()
 }
 
+/// Posts a chat completion to the daemon.
+fn chat(d: &Daemon, body: &[u8]) -> cairn_tests::HttpResponse {
+    d.request("POST", "/v1/chat/completions", Some(body))
+}
+
 fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Vec<u8> {
     serde_json::json!({
         "model": "demo-tiny",
@@ -41,11 +46,7 @@ fn chat_streaming_and_completions_carry_receipts_of_real_records() {
         .to_string();
     assert!(digest.starts_with("blake3:"), "{digest}");
 
-    let r = d.request(
-        "POST",
-        "/v1/chat/completions",
-        Some(&chat_body("What is the capital of France?", 6, false)),
-    );
+    let r = chat(&d, &chat_body("What is the capital of France?", 6, false));
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
@@ -59,11 +60,7 @@ fn chat_streaming_and_completions_carry_receipts_of_real_records() {
         r.headers
     );
 
-    let s = d.request(
-        "POST",
-        "/v1/chat/completions",
-        Some(&chat_body("hello", 4, true)),
-    );
+    let s = chat(&d, &chat_body("hello", 4, true));
     assert_eq!(s.status, 200, "{}", s.text());
     assert!(s.headers.contains("text/event-stream"), "{}", s.headers);
     let text = s.text();
@@ -188,25 +185,13 @@ fn when_the_ledger_cannot_write_requests_get_503_and_no_tokens_are_generated() {
     let _tmpfs = cairn_tests::Tmpfs::mount(&mnt, "4m");
     let state = mnt.join("state");
     let d = Daemon::start(&state, &["--demo"]);
-    assert_eq!(
-        d.request(
-            "POST",
-            "/v1/chat/completions",
-            Some(&chat_body("hi", 2, false))
-        )
-        .status,
-        200
-    );
+    assert_eq!(chat(&d, &chat_body("hi", 2, false)).status, 200);
     // Fill the filesystem.
     let _ = std::fs::write(mnt.join("filler"), vec![0u8; 8 << 20]);
     let tokens_before = metric(&d, "cairn_tokens_total");
     let mut saw_503 = false;
     for _ in 0..200 {
-        let r = d.request(
-            "POST",
-            "/v1/chat/completions",
-            Some(&chat_body("fill", 2, false)),
-        );
+        let r = chat(&d, &chat_body("fill", 2, false));
         assert!(r.status == 200 || r.status == 503, "{}", r.text());
         if r.status == 503 {
             assert_eq!(r.json()["error"]["code"], "gate_unavailable");
@@ -218,15 +203,7 @@ fn when_the_ledger_cannot_write_requests_get_503_and_no_tokens_are_generated() {
     let after = metric(&d, "cairn_tokens_total");
     // Once the gate has failed, requests are refused before the model runs.
     for _ in 0..3 {
-        assert_eq!(
-            d.request(
-                "POST",
-                "/v1/chat/completions",
-                Some(&chat_body("hi", 2, false))
-            )
-            .status,
-            503
-        );
+        assert_eq!(chat(&d, &chat_body("hi", 2, false)).status, 503);
     }
     assert_eq!(
         metric(&d, "cairn_tokens_total"),
