@@ -15,6 +15,7 @@
 //! [access]
 //! allow_uids = []                       # empty: anyone who can open the socket
 //! allow_gids = []
+//! admin_uids = []                       # besides root and cairnd's own user
 //!
 //! [limits]
 //! max_body_bytes = 1048576
@@ -93,6 +94,9 @@ pub struct TokenConfig {
     pub name: String,
     /// Hex SHA-256 of the token.
     pub sha256: String,
+    /// Whether the token may manage models (`/v1/admin/…`).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Allow-lists of Unix callers; empty lists allow everyone who can open
@@ -106,6 +110,10 @@ pub struct AccessConfig {
     /// Allowed group ids.
     #[serde(default)]
     pub allow_gids: Vec<u32>,
+    /// User ids that may manage models (`/v1/admin/…`) over the socket;
+    /// root and the daemon's own user always may.
+    #[serde(default)]
+    pub admin_uids: Vec<u32>,
 }
 
 /// Request limits.

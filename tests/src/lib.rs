@@ -51,6 +51,21 @@ pub fn cairn_verify(dir: &Path, extra: &[&str]) -> (i32, String) {
     )
 }
 
+/// Every record in the ledger of a stopped (or killed) daemon, in order.
+pub fn ledger_records(state: &Path) -> Vec<cairn_attest::Record> {
+    let files = cairn_attest::ledger_files::LedgerFiles::open(state).expect("open the ledger");
+    files
+        .log_bytes()
+        .entries
+        .iter()
+        .map(|e| {
+            cairn_attest::entry::Entry::parse(e.bytes)
+                .expect("a valid entry")
+                .record
+        })
+        .collect()
+}
+
 /// A response read from the daemon.
 #[derive(Debug)]
 pub struct HttpResponse {

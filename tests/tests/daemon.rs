@@ -209,7 +209,7 @@ fn callers_outside_the_allow_list_get_403_and_a_record() {
 }
 
 #[test]
-fn tcp_needs_a_known_bearer_token() {
+fn tcp_needs_a_known_bearer_token_and_admin_needs_an_admin_token() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -218,24 +218,35 @@ fn tcp_needs_a_known_bearer_token() {
         .local_addr()
         .unwrap()
         .port();
-    let token = "s3cret-token-for-tests";
+    let (token, admin) = ("s3cret-token-for-tests", "0ps-token-for-tests");
+    let sha = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
     let cfg = dir.path().join("cairnd.toml");
     std::fs::write(
         &cfg,
         format!(
-            "state_dir = {:?}\ntcp = \"127.0.0.1:{port}\"\n[[tokens]]\nname = \"ehr\"\nsha256 = \"{}\"\n",
+            "state_dir = {:?}\ntcp = \"127.0.0.1:{port}\"\n\
+             [[tokens]]\nname = \"ehr\"\nsha256 = \"{}\"\n\
+             [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nadmin = true\n",
             state,
-            hex::encode(sha2::Sha256::digest(token.as_bytes()))
+            sha(token),
+            sha(admin),
         ),
     )
     .unwrap();
+    let model_dir = dir.path().join("model");
+    cairn_tests::cairn_ok(&["models", "generate", "--out", model_dir.to_str().unwrap()]);
+    let model = std::fs::read_dir(&model_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .unwrap();
     assert!(
         cairn_tests::cairn(&["keys", "init", "--dir", state.to_str().unwrap()])
             .status
             .success()
     );
-    let _d = Daemon::start_with_config(&cfg, &state);
-    let get = |auth: Option<&str>| -> u16 {
+    let d = Daemon::start_with_config(&cfg, &state);
+    let call = |method: &str, path: &str, auth: Option<&str>, body: &str| -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let auth = auth
@@ -243,16 +254,67 @@ fn tcp_needs_a_known_bearer_token() {
             .unwrap_or_default();
         write!(
             s,
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
-        out.split(' ').nth(1).unwrap().parse().unwrap()
+        let status = out.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, out)
     };
-    assert_eq!(get(None), 401);
-    assert_eq!(get(Some("wrong")), 401);
-    assert_eq!(get(Some(token)), 200);
+    assert_eq!(call("GET", "/healthz", None, "").0, 401);
+    assert_eq!(call("GET", "/healthz", Some("wrong"), "").0, 401);
+    assert_eq!(call("GET", "/healthz", Some(token), "").0, 200);
+
+    // Model management: only the admin token.
+    let add = serde_json::json!({"name": "tiny", "path": model}).to_string();
+    assert_eq!(call("POST", "/v1/admin/models", Some(token), &add).0, 403);
+    let (status, out) = call("POST", "/v1/admin/models", Some(admin), &add);
+    assert_eq!(status, 201, "{out}");
+
+    // Chat, streaming chat and completions over TCP, each with a receipt.
+    let chat = |stream: bool| {
+        serde_json::json!({"model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 4, "stream": stream})
+        .to_string()
+    };
+    let (status, out) = call("POST", "/v1/chat/completions", Some(token), &chat(false));
+    assert_eq!(status, 200, "{out}");
+    assert!(out.contains("x-cairn-receipt-request:") && out.contains("\"cairn\""));
+    let (status, out) = call("POST", "/v1/chat/completions", Some(token), &chat(true));
+    assert_eq!(status, 200, "{out}");
+    assert!(
+        out.contains("data: [DONE]") && out.contains("\"cairn\""),
+        "{out}"
+    );
+    let completion = r#"{"model":"tiny","prompt":"Once upon","max_tokens":4}"#;
+    let (status, out) = call("POST", "/v1/completions", Some(token), completion);
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(call("POST", "/v1/completions", None, completion).0, 401);
+    assert!(d.stop().success());
+
+    let records = cairn_tests::ledger_records(&state);
+    let denied: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == "access.denied")
+        .collect();
+    assert_eq!(denied.len(), 1);
+    assert!(
+        matches!(&denied[0].actor, cairn_attest::Actor::Token { name } if name == "ehr"),
+        "{:?}",
+        denied[0].actor
+    );
+    let requests: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == "inference.request")
+        .collect();
+    assert_eq!(requests.len(), 3);
+    assert!(requests
+        .iter()
+        .all(|r| matches!(&r.actor, cairn_attest::Actor::Token { name } if name == "ehr")));
+    assert_eq!(cairn_tests::cairn_verify(&state, &[]).0, 0);
 }
 
 #[test]

@@ -4,17 +4,7 @@
 
 use cairn_attest::entry::Entry;
 use cairn_attest::ledger_files::LedgerFiles;
-use cairn_tests::{cairn_verify, Daemon};
-
-fn records(state: &std::path::Path) -> Vec<cairn_attest::Record> {
-    let files = LedgerFiles::open(state).unwrap();
-    files
-        .log_bytes()
-        .entries
-        .iter()
-        .map(|e| Entry::parse(e.bytes).unwrap().record)
-        .collect()
-}
+use cairn_tests::{cairn_verify, ledger_records as records, Daemon};
 
 /// Posts a chat completion to the daemon.
 fn chat(d: &Daemon, body: &[u8]) -> cairn_tests::HttpResponse {

@@ -1,9 +1,10 @@
-//! `cairn` commands that talk to a running `cairnd`: `status`, `records`.
+//! `cairn` commands that talk to a running `cairnd`: `status`, `records`,
+//! `chat`, `models list|add|remove`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::client::{request, socket_path};
 
@@ -155,5 +156,88 @@ pub(super) fn chat(
         r["result"]["hash"].as_str().unwrap_or("?"),
         model
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cairn models …` commands served by the daemon.
+#[derive(Subcommand)]
+pub(super) enum DaemonModels {
+    /// List the daemon's models with their digests.
+    List {
+        #[command(flatten)]
+        at: DaemonAt,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a model into the daemon under a name (replacing, i.e.
+    /// swapping, a model of that name). Needs an administrator.
+    Add {
+        #[command(flatten)]
+        at: DaemonAt,
+        /// The name clients will use.
+        name: String,
+        /// A `.gguf` file or a safetensors directory, as the daemon sees it.
+        path: PathBuf,
+    },
+    /// Unload a model. Needs an administrator.
+    Remove {
+        #[command(flatten)]
+        at: DaemonAt,
+        /// The model's name.
+        name: String,
+    },
+}
+
+pub(super) fn models(cmd: DaemonModels) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DaemonModels::List { at, json } => {
+            let v = request(&at.socket(), "GET", "/v1/models", None)?
+                .ok()?
+                .json()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for m in v["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<8} {:>7}  {}",
+                    m["id"].as_str().unwrap_or("?"),
+                    m["cairn"]["arch"].as_str().unwrap_or("?"),
+                    m["cairn"]["context"],
+                    m["cairn"]["digest"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        DaemonModels::Add { at, name, path } => {
+            let path = std::path::absolute(&path)?;
+            let body = serde_json::json!({"name": name, "path": path});
+            let v = request(
+                &at.socket(),
+                "POST",
+                "/v1/admin/models",
+                Some(serde_json::to_vec(&body)?),
+            )?
+            .ok()?
+            .json()?;
+            println!(
+                "loaded {} ({}), record {}",
+                name,
+                v["digest"].as_str().unwrap_or("?"),
+                v["cairn"]["record"]["seq"]
+            );
+        }
+        DaemonModels::Remove { at, name } => {
+            let v = request(
+                &at.socket(),
+                "DELETE",
+                &format!("/v1/admin/models/{name}"),
+                None,
+            )?
+            .ok()?
+            .json()?;
+            println!("removed {name}, record {}", v["cairn"]["record"]["seq"]);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

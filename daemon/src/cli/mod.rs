@@ -58,7 +58,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Models: generate test models.
+    /// Models: list, add (load or swap) and remove a running daemon's
+    /// models; generate test models.
     Models {
         #[command(subcommand)]
         command: models::ModelsCommand,

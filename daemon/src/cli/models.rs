@@ -1,5 +1,6 @@
 //! `cairn models generate`: random-weight models in real formats, for
-//! tests, demos and trying the daemon without a real model.
+//! tests, demos and trying the daemon without a real model. (`cairn models
+//! list|add|remove` talk to the daemon: see `daemon_cmds`.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,8 @@ use clap::{Subcommand, ValueEnum};
 
 #[derive(Subcommand)]
 pub(super) enum ModelsCommand {
+    #[command(flatten)]
+    Daemon(super::daemon_cmds::DaemonModels),
     /// Write a tiny random-weight Llama (hidden 64, 2 layers, vocabulary
     /// 300) with its tokenizer.json, then load it once and print its digest.
     Generate {
@@ -46,12 +49,15 @@ pub(super) enum Quant {
 }
 
 pub(super) fn run(cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
-    let ModelsCommand::Generate {
-        format,
-        quant,
-        seed,
-        out,
-    } = cmd;
+    let (format, quant, seed, out) = match cmd {
+        ModelsCommand::Daemon(cmd) => return super::daemon_cmds::models(cmd),
+        ModelsCommand::Generate {
+            format,
+            quant,
+            seed,
+            out,
+        } => (format, quant, seed, out),
+    };
     let format = match format {
         FileFormat::Safetensors => Format::Safetensors { shards: 1 },
         FileFormat::Gguf => Format::Gguf(match quant {

@@ -100,6 +100,19 @@ pub fn identify(
     }
 }
 
+/// Whether `actor` may manage models (`/v1/admin/…`): on the socket root,
+/// the daemon's own user and `[access] admin_uids`; on TCP a token marked
+/// `admin = true`.
+pub fn may_administer(actor: &Actor, tokens: &[TokenConfig], access: &AccessConfig) -> bool {
+    match actor {
+        Actor::Unix { uid, .. } => {
+            *uid == 0 || *uid == nix::unistd::geteuid().as_raw() || access.admin_uids.contains(uid)
+        }
+        Actor::Token { name } => tokens.iter().any(|t| t.admin && &t.name == name),
+        _ => false,
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,6 +1,7 @@
 //! `cairnd`: the HTTP server, its listeners, and the daemon's life cycle,
 //! each step of which is a record.
 
+mod admin;
 mod audit;
 mod error;
 mod gate;
@@ -57,6 +58,11 @@ fn router(state: AppState) -> Router {
         .route(
             "/v1/audit/checkpoint",
             get(audit::checkpoint).post(audit::checkpoint_now),
+        )
+        .route("/v1/admin/models", axum::routing::post(admin::add_model))
+        .route(
+            "/v1/admin/models/{name}",
+            axum::routing::delete(admin::remove_model),
         )
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
@@ -205,7 +211,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     if opts.create_keys && config.models.is_empty() {
         let path = demo_model(&config.state_dir).await?;
-        let m = pool
+        let (m, _) = pool
             .load(&gate, system(), DEMO_MODEL, &path)
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?;

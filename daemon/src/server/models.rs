@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use cairn_attest::{Actor, RecordDraft};
+use cairn_attest::{Actor, Receipt, RecordDraft};
 use cairn_inference::{Engine, LoadOptions};
 
 use super::error::ApiError;
@@ -49,21 +49,28 @@ impl Pool {
     }
 
     /// Loads `path` as `name` through the gate: a `model.load` record
-    /// first, then the load, then `model.loaded` (with the digest) or
-    /// `model.load_failed`, each pointing at the first. Replaces a model of
-    /// the same name (a swap); requests already running keep theirs.
+    /// first (naming the digest it replaces, if any), then the load, then
+    /// `model.loaded` (with the digest) or `model.load_failed`, each pointing
+    /// at the first. Replaces a model of the same name (a swap); requests
+    /// already running keep theirs. Returns the model and the receipt of
+    /// its `model.loaded` record.
     pub async fn load(
         &self,
         gate: &Gate,
         actor: Actor,
         name: &str,
         path: &Path,
-    ) -> Result<Arc<Model>, ApiError> {
+    ) -> Result<(Arc<Model>, Receipt), ApiError> {
+        let replaces = self.get(name).map(|m| m.digest.clone());
         let intent = gate
             .pass(RecordDraft::new(
                 "model.load",
                 actor.clone(),
-                serde_json::json!({"name": name, "path": path.display().to_string()}),
+                serde_json::json!({
+                    "name": name,
+                    "path": path.display().to_string(),
+                    "replaces": replaces,
+                }),
             ))
             .await?;
         let p = path.to_path_buf();
@@ -86,7 +93,7 @@ impl Pool {
                 );
                 done.model = Some(digest.clone());
                 done.reference = Some(intent.reference());
-                gate.pass(done).await?;
+                let receipt = gate.pass(done).await?;
                 let model = Arc::new(Model {
                     name: name.to_string(),
                     digest,
@@ -96,7 +103,7 @@ impl Pool {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(name.to_string(), model.clone());
-                Ok(model)
+                Ok((model, receipt))
             }
             Err(e) => {
                 let mut failed = RecordDraft::new(
@@ -111,5 +118,23 @@ impl Pool {
                 )))
             }
         }
+    }
+
+    /// Unloads `name` through the gate: a `model.unload` record (with the
+    /// model's digest) first, then the model leaves the pool. Requests
+    /// already running keep it until they finish.
+    pub async fn unload(&self, gate: &Gate, actor: Actor, name: &str) -> Result<Receipt, ApiError> {
+        let model = self
+            .get(name)
+            .ok_or_else(|| ApiError::model_not_found(name))?;
+        let mut draft = RecordDraft::new("model.unload", actor, serde_json::json!({"name": name}));
+        draft.model = Some(model.digest.clone());
+        let receipt = gate.pass(draft).await?;
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        // Only if no swap replaced it while the record was written.
+        if models.get(name).is_some_and(|m| Arc::ptr_eq(m, &model)) {
+            models.remove(name);
+        }
+        Ok(receipt)
     }
 }

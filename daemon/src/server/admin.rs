@@ -1,0 +1,99 @@
+//! Model management (`/v1/admin/…`): load, swap and unload models at run
+//! time, each through the gate. Only administrators may (see
+//! [`super::identity::may_administer`]); anyone else gets 403 and an
+//! `access.denied` record.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use cairn_attest::RecordDraft;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::identity::may_administer;
+use super::{AppState, Caller};
+
+/// `POST /v1/admin/models`: `{"name": …, "path": …}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddModel {
+    name: String,
+    path: PathBuf,
+}
+
+/// Refuses (with an `access.denied` record) callers who may not administer.
+async fn require_admin(s: &AppState, caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if may_administer(&caller.0, &s.config.tokens, &s.config.access) {
+        return Ok(());
+    }
+    let why = "model management needs an administrator (root, cairnd's user, [access] admin_uids or an admin token)";
+    s.gate
+        .pass(RecordDraft::new(
+            "access.denied",
+            caller.0.clone(),
+            serde_json::json!({"path": what, "reason": why}),
+        ))
+        .await?;
+    Err(ApiError::forbidden(why))
+}
+
+/// A model name clients can type and a record can hold: 1–64 characters
+/// of ASCII letters, digits, `.`, `_` and `-`, not starting with `.`.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Loads (or swaps) a model.
+pub(super) async fn add_model(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &caller, "/v1/admin/models").await?;
+    let bytes = axum::body::to_bytes(body, s.config.limits.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::too_large(s.config.limits.max_body_bytes))?;
+    let req: AddModel = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    if !valid_name(&req.name) {
+        return Err(ApiError::bad_request(
+            "model names are 1-64 characters of letters, digits, '.', '_' and '-'",
+        ));
+    }
+    if !req.path.is_absolute() {
+        return Err(ApiError::bad_request(
+            "the model path must be absolute (it is read by cairnd)",
+        ));
+    }
+    let (model, receipt) = s.pool.load(&s.gate, caller.0, &req.name, &req.path).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "id": model.name,
+            "digest": model.digest,
+            "arch": model.engine.arch(),
+            "context": model.engine.context_len(),
+            "cairn": {"record": receipt},
+        })),
+    )
+        .into_response())
+}
+
+/// Unloads a model.
+pub(super) async fn remove_model(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &caller, "/v1/admin/models").await?;
+    let receipt = s.pool.unload(&s.gate, caller.0, &name).await?;
+    Ok(Json(serde_json::json!({"id": name, "cairn": {"record": receipt}})).into_response())
+}
