@@ -119,10 +119,17 @@ pub(super) fn chat(
     let socket = at.socket();
     let model = match model {
         Some(m) => m,
-        None => request(&socket, "GET", "/v1/models", None)?.ok()?.json()?["data"][0]["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("the daemon has no model loaded"))?,
+        None => {
+            let list = request(&socket, "GET", "/v1/models", None)?.ok()?.json()?;
+            let models = list["data"].as_array().cloned().unwrap_or_default();
+            models
+                .iter()
+                .find(|m| m["cairn"]["default"] == true)
+                .or(models.first())
+                .and_then(|m| m["id"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("the daemon has no model loaded"))?
+        }
     };
     let body = serde_json::json!({
         "model": model,

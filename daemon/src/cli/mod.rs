@@ -79,7 +79,7 @@ enum Command {
         at: daemon_cmds::DaemonAt,
         /// The message.
         message: String,
-        /// The model (default: the first one the daemon lists).
+        /// The model (default: the daemon's default model).
         #[arg(long)]
         model: Option<String>,
         /// The most tokens to generate.

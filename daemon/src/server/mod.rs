@@ -209,13 +209,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?;
     }
+    if let Some(first) = config.models.first() {
+        pool.prefer(&first.name);
+    }
     if opts.create_keys && config.models.is_empty() {
-        let path = demo_model(&config.state_dir).await?;
-        let (m, _) = pool
-            .load(&gate, system(), DEMO_MODEL, &path)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
-        println!("demo model {DEMO_MODEL}: a generated tiny Llama with random weights ({}), so its answers are noise", m.digest);
+        load_demo_models(&gate, &pool, &config.state_dir).await?;
     }
     let state = AppState {
         gate: gate.clone(),
@@ -334,8 +332,77 @@ async fn record_interrupted(gate: &Gate, actor: Actor) -> anyhow::Result<u64> {
     Ok(unanswered.len() as u64)
 }
 
-/// The demo model's name.
+/// The generated demo model's name.
 pub const DEMO_MODEL: &str = "demo-tiny";
+
+/// The real demo model's name.
+pub const REAL_DEMO_MODEL: &str = "smollm2-135m-instruct";
+
+/// The real demo model's file name in the model cache, and its SHA-256 (as
+/// pinned by `tests/fetch-smollm2`).
+const REAL_DEMO_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const REAL_DEMO_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// The demo's models: the generated tiny one always (fast, for trying the
+/// gate), and SmolLM2-135M-Instruct when its pinned file is in the model
+/// cache (`$CAIRN_MODEL_CACHE`, default `~/.cache/cairn/models`), which then
+/// becomes the default model.
+async fn load_demo_models(
+    gate: &Gate,
+    pool: &models::Pool,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    let system = || Actor::System {
+        name: "cairnd".into(),
+    };
+    let path = demo_model(state_dir).await?;
+    let (m, _) = pool
+        .load(gate, system(), DEMO_MODEL, &path)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    println!("demo model {DEMO_MODEL}: a generated tiny Llama with random weights ({}), so its answers are noise", m.digest);
+    let cache = std::env::var_os("CAIRN_MODEL_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/cairn/models")));
+    let Some(real) = cache
+        .map(|c| c.join(REAL_DEMO_FILE))
+        .filter(|p| p.is_file())
+    else {
+        println!("no real model cached: run tests/fetch-smollm2 to fetch SmolLM2-135M-Instruct (93 MB) and restart");
+        return Ok(());
+    };
+    let file = real.clone();
+    let sha = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(file)?, &mut hasher)?;
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await??;
+    if sha != REAL_DEMO_SHA256 {
+        println!(
+            "{} is not the pinned SmolLM2 file (SHA-256 {sha}); not loading it",
+            real.display()
+        );
+        return Ok(());
+    }
+    // A real model that does not load (recorded as `model.load_failed`)
+    // leaves the demo running on the generated one.
+    match pool.load(gate, system(), REAL_DEMO_MODEL, &real).await {
+        Ok((m, _)) => {
+            pool.prefer(REAL_DEMO_MODEL);
+            println!(
+                "demo model {REAL_DEMO_MODEL}: SmolLM2-135M-Instruct Q4_1 ({}), the default",
+                m.digest
+            );
+        }
+        Err(e) if e.status == axum::http::StatusCode::BAD_REQUEST => {
+            println!("cannot load {}: {}", real.display(), e.message);
+        }
+        Err(e) => anyhow::bail!(e.message),
+    }
+    Ok(())
+}
 
 /// Generates (once) the demo model under `STATE_DIR/models/demo-tiny`.
 async fn demo_model(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {

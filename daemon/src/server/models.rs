@@ -26,9 +26,28 @@ pub struct Model {
 #[derive(Default)]
 pub struct Pool {
     models: RwLock<BTreeMap<String, Arc<Model>>>,
+    preferred: RwLock<Option<String>>,
 }
 
 impl Pool {
+    /// Makes `name` the default model (what clients get when they ask for
+    /// none, e.g. `cairn chat` without `--model`).
+    pub fn prefer(&self, name: &str) {
+        *self.preferred.write().unwrap_or_else(|p| p.into_inner()) = Some(name.to_string());
+    }
+
+    /// The default model's name: the preferred one while it is loaded,
+    /// else the first by name.
+    pub fn default_name(&self) -> Option<String> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        self.preferred
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|n| models.contains_key(n))
+            .or_else(|| models.keys().next().cloned())
+    }
+
     /// The model called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Model>> {
         self.models

@@ -56,6 +56,7 @@ struct CompletionRequest {
 
 /// `GET /v1/models`.
 pub(super) async fn models(State(s): State<AppState>) -> impl IntoResponse {
+    let default = s.pool.default_name();
     let data: Vec<_> = s
         .pool
         .list()
@@ -63,7 +64,8 @@ pub(super) async fn models(State(s): State<AppState>) -> impl IntoResponse {
         .map(|m| {
             serde_json::json!({
                 "id": m.name, "object": "model", "owned_by": "cairn",
-                "cairn": {"digest": m.digest, "arch": m.engine.arch(), "context": m.engine.context_len()}
+                "cairn": {"digest": m.digest, "arch": m.engine.arch(), "context": m.engine.context_len(),
+                          "default": default.as_deref() == Some(m.name.as_str())}
             })
         })
         .collect();
