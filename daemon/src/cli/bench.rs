@@ -1,5 +1,6 @@
 //! `cairn bench ledger`: the audit core's throughput against its bare
-//! cryptographic ceilings, measured in the same run.
+//! cryptographic ceilings, measured in the same run. (`cairn bench gate`:
+//! see `bench_gate`.)
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +33,29 @@ pub(super) enum BenchCommand {
         #[arg(long)]
         appenders: Option<usize>,
     },
+    /// What the audit gate costs one request (its request and result
+    /// records), at several numbers of concurrent clients, as a share of a
+    /// real generation measured in the same run.
+    Gate {
+        /// The model to generate with (default: a generated tiny one).
+        /// The reference: a Qwen2.5-0.5B-shaped Q4_0 GGUF.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Concurrent clients, one level after another.
+        #[arg(long, default_value = "1,8,64", value_delimiter = ',')]
+        clients: Vec<usize>,
+        /// Requests per level.
+        #[arg(long, default_value_t = 500)]
+        requests: u64,
+        /// Tokens in the reference generation.
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        /// Keep the payloads (`store`, cairnd's default: salt and bytes
+        /// written and fsynced in the index before the record) or only
+        /// their commitments (`hash-only`).
+        #[arg(long, default_value = "store", value_parser = ["store", "hash-only"])]
+        payloads: String,
+    },
 }
 
 pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -41,6 +65,13 @@ pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             out,
             appenders,
         } => ledger(records, out, appenders),
+        BenchCommand::Gate {
+            model,
+            clients,
+            requests,
+            gen_tokens,
+            payloads,
+        } => super::bench_gate::run(model, &clients, requests, gen_tokens, payloads == "store"),
     }
 }
 

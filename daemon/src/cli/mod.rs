@@ -1,6 +1,7 @@
 //! The `cairn` command line.
 
 mod bench;
+mod bench_gate;
 mod daemon_cmds;
 mod keys;
 mod models;

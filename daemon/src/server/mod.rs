@@ -6,9 +6,10 @@ mod audit;
 mod error;
 mod gate;
 mod identity;
-mod metrics;
-mod models;
+pub mod metrics;
+pub mod models;
 mod openai;
+pub mod records;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

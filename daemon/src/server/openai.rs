@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::models::Model;
+use super::records::{self, finish_reason};
 use super::{AppState, Caller};
 
 /// The most new tokens one request may ask for.
@@ -211,18 +212,17 @@ async fn run(s: AppState, caller: Caller, job: Job, chat: bool) -> Result<Respon
     }
 
     // Gate, first pass: nothing runs before this record is durable.
-    let mut draft = RecordDraft::new(
-        "inference.request",
+    let draft = records::request(
         caller.0.clone(),
+        &job.model,
         serde_json::json!({
             "endpoint": job.endpoint,
             "model_name": job.model.name,
             "params": {"max_tokens": job.max_tokens, "stream": job.stream, "temperature": job.temperature, "decoding": "greedy"},
             "prompt_tokens": prompt_tokens.len(),
         }),
+        (job.payload_name, job.payload),
     );
-    draft.model = Some(job.model.digest.clone());
-    draft.payloads = vec![(job.payload_name.to_string(), job.payload)];
     let request = s.gate.pass(draft).await?;
 
     // The model runs on the exact engine named in the request record.
@@ -246,19 +246,7 @@ async fn run(s: AppState, caller: Caller, job: Job, chat: bool) -> Result<Respon
     let (result, generation) = match generated {
         Ok(g) => {
             s.metrics.tokens(g.tokens.len() as u64);
-            let mut done = RecordDraft::new(
-                "inference.result",
-                caller.0,
-                serde_json::json!({
-                    "finish_reason": finish_reason(&g),
-                    "prompt_tokens": g.prompt_tokens.len(),
-                    "completion_tokens": g.tokens.len(),
-                    "timings": g.timings,
-                }),
-            );
-            done.model = Some(job.model.digest.clone());
-            done.reference = Some(request.reference());
-            done.payloads = vec![("output".into(), g.text.clone().into_bytes())];
+            let done = records::result(caller.0, &job.model, &request, &g);
             (s.gate.pass(done).await?, g)
         }
         Err(e) => {
@@ -281,13 +269,6 @@ async fn run(s: AppState, caller: Caller, job: Job, chat: bool) -> Result<Respon
         &result,
         &generation,
     ))
-}
-
-fn finish_reason(g: &Generation) -> &'static str {
-    match g.stop {
-        cairn_inference::StopReason::Eos => "stop",
-        _ => "length",
-    }
 }
 
 fn receipt_json(request: &Receipt, result: &Receipt) -> serde_json::Value {

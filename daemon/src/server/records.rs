@@ -1,0 +1,49 @@
+//! The records an inference request writes through the gate, built in one
+//! place for the API and for `cairn bench gate`.
+
+use cairn_attest::{Actor, Receipt, RecordDraft};
+use cairn_inference::{Generation, StopReason};
+
+use super::models::Model;
+
+/// The `inference.request` record: the caller, the model's digest, `body`
+/// (endpoint, parameters, prompt length) and a salted commitment to the
+/// request's payload (`(name, bytes)`: the messages or the prompt).
+pub fn request(
+    caller: Actor,
+    model: &Model,
+    body: serde_json::Value,
+    payload: (&str, Vec<u8>),
+) -> RecordDraft {
+    let mut draft = RecordDraft::new("inference.request", caller, body);
+    draft.model = Some(model.digest.clone());
+    draft.payloads = vec![(payload.0.to_string(), payload.1)];
+    draft
+}
+
+/// The `inference.result` record answering `request`: finish reason, token
+/// counts, timings, and a commitment to the output text.
+pub fn result(caller: Actor, model: &Model, request: &Receipt, g: &Generation) -> RecordDraft {
+    let mut done = RecordDraft::new(
+        "inference.result",
+        caller,
+        serde_json::json!({
+            "finish_reason": finish_reason(g),
+            "prompt_tokens": g.prompt_tokens.len(),
+            "completion_tokens": g.tokens.len(),
+            "timings": g.timings,
+        }),
+    );
+    done.model = Some(model.digest.clone());
+    done.reference = Some(request.reference());
+    done.payloads = vec![("output".into(), g.text.clone().into_bytes())];
+    done
+}
+
+/// OpenAI's `finish_reason` for a generation.
+pub fn finish_reason(g: &Generation) -> &'static str {
+    match g.stop {
+        StopReason::Eos => "stop",
+        _ => "length",
+    }
+}
