@@ -120,7 +120,11 @@ fn bad_requests_get_their_documented_errors_and_the_daemon_stays_up() {
 }
 
 #[test]
-fn a_full_queue_answers_429_and_the_daemon_stays_up() {
+fn a_thousand_connections_on_a_small_queue_get_429_and_memory_stays_bounded() {
+    // Room for 1,000 sockets on each side (the daemon inherits the limit).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(8192), hard).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cfg = dir.path().join("cairnd.toml");
@@ -131,23 +135,36 @@ fn a_full_queue_answers_429_and_the_daemon_stays_up() {
             .success()
     );
     let d = Daemon::start_with_config(&cfg, &state);
+    let rss_kb = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    };
+    let rss_before = rss_kb();
     let socket = d.socket();
     let statuses: Vec<u16> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..40)
+        let hs: Vec<_> = (0..1000)
             .map(|_| {
-                s.spawn(|| {
-                    cairn_tests::http_unix(
-                        &socket,
-                        "POST",
-                        "/v1/chat/completions",
-                        Some(&chat_body("hi", 32, false)),
-                    )
-                    .status
-                })
+                std::thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(s, || {
+                        cairn_tests::http_unix(
+                            &socket,
+                            "POST",
+                            "/v1/chat/completions",
+                            Some(&chat_body("hi", 32, false)),
+                        )
+                        .status
+                    })
+                    .unwrap()
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    let rss_after = rss_kb();
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
     assert!(
@@ -155,6 +172,12 @@ fn a_full_queue_answers_429_and_the_daemon_stays_up() {
         "{statuses:?}"
     );
     assert_eq!(d.request("GET", "/healthz", None).status, 200);
+    // Refused requests hold nothing: 1,000 connections cost the daemon
+    // well under 200 MB (a refused request keeps nothing).
+    assert!(
+        rss_after < rss_before + 200 * 1024,
+        "RSS grew from {rss_before} kB to {rss_after} kB"
+    );
 }
 
 /// Generates a model the way the demo does, for configurations that name one.
