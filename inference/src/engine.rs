@@ -1,13 +1,19 @@
-//! A loaded model and greedy generation.
+//! A loaded model and generation (greedy or sampled, optionally streamed).
+//!
+//! Scheduling: each call runs on the calling thread with its own KV cache;
+//! concurrent calls on one `Engine` run concurrently and share only the
+//! (read-only) weights. There is no batching.
 
+use std::ops::ControlFlow;
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::llama;
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
+use crate::chat::{config_template, config_token, ChatTemplate, TemplateSource};
+use crate::decode::{check_prompt, Limits, Step};
 use crate::digest::{DigestCache, ModelDigest};
 use crate::error::{no_panic, Error, Result};
 use crate::model::{load_gguf, load_safetensors, Loaded, ModelSource, Weights};
@@ -30,13 +36,36 @@ impl Default for LoadOptions {
     }
 }
 
-/// What to generate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to generate. The default is greedy, 64 tokens, stopping at EOS.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerateParams {
     /// At most this many new tokens (fewer if the context ends first).
     pub max_new_tokens: usize,
-    /// Stop at (and do not return) an end-of-sequence token.
+    /// Stop at (and do not return) an end-of-sequence token (see
+    /// [`Engine::eos_tokens`]).
     pub stop_at_eos: bool,
+    /// 0 is greedy (`top_p`, `top_k` and `seed` are then unused); else the
+    /// softmax temperature. Finite, not negative.
+    pub temperature: f64,
+    /// Nucleus sampling: keep the most likely tokens up to this probability
+    /// mass. In (0, 1]; 1 keeps all.
+    pub top_p: f64,
+    /// Keep only the `k` most likely tokens (applied before `top_p`); at
+    /// least 1 when set.
+    pub top_k: Option<usize>,
+    /// Seed of the sampler: the same seed, prompt and parameters give the
+    /// same tokens.
+    pub seed: u64,
+    /// Divides positive logits (multiplies negative ones) of tokens seen in
+    /// the last `repetition_window` tokens (prompt included); 1 is off.
+    /// Finite and positive.
+    pub repetition_penalty: f32,
+    /// How many recent tokens `repetition_penalty` looks at.
+    pub repetition_window: usize,
+    /// Stop sequences: generation ends when the text contains one; the text
+    /// returned ends before it (the tokens include those that produced it).
+    /// Each non-empty.
+    pub stop: Vec<String>,
 }
 
 impl Default for GenerateParams {
@@ -44,7 +73,43 @@ impl Default for GenerateParams {
         GenerateParams {
             max_new_tokens: 64,
             stop_at_eos: true,
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: None,
+            seed: 0,
+            repetition_penalty: 1.0,
+            repetition_window: 64,
+            stop: Vec::new(),
         }
+    }
+}
+
+impl GenerateParams {
+    /// [`Error::Request`] for a value out of its documented range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Request(m));
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad(format!(
+                "temperature must be finite and not negative, got {}",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if self.top_k == Some(0) {
+            return bad("top_k must be at least 1".into());
+        }
+        if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
+            return bad(format!(
+                "repetition_penalty must be finite and positive, got {}",
+                self.repetition_penalty
+            ));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return bad("stop sequences must not be empty".into());
+        }
+        Ok(())
     }
 }
 
@@ -58,6 +123,10 @@ pub enum StopReason {
     MaxTokens,
     /// The model's context is full.
     Context,
+    /// The text reached one of the stop sequences.
+    Stop,
+    /// The streaming callback asked to stop.
+    Cancelled,
 }
 
 /// Wall-clock timings of one generation.
@@ -79,7 +148,8 @@ pub struct Generation {
     pub prompt_tokens: Vec<u32>,
     /// New tokens, without the EOS that stopped generation.
     pub tokens: Vec<u32>,
-    /// `tokens` decoded (special tokens skipped).
+    /// `tokens` decoded (special tokens skipped), up to a stop sequence;
+    /// exactly the concatenation of the streamed chunks.
     pub text: String,
     pub stop: StopReason,
     pub timings: Timings,
@@ -94,9 +164,22 @@ pub struct Engine {
     source: ModelSource,
     digest: ModelDigest,
     tokenizer: Tokenizer,
+    template: ChatTemplate,
+    /// `loaded.eos` plus the template's end-of-turn tokens.
+    eos: Vec<u32>,
     loaded: Loaded,
     device: Device,
 }
+
+/// End-of-turn tokens of common chat templates: they end generation when the
+/// model's template uses them and its vocabulary has them.
+const END_OF_TURN: [&str; 5] = [
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+];
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,8 +192,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Loads a `.gguf` file (with `tokenizer.json` beside it) or a
-    /// safetensors directory.
+    /// Loads a `.gguf` file (tokenizer: `tokenizer.json` beside it, else its
+    /// embedded one) or a safetensors directory.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
         Self::load_source(ModelSource::open(path)?, opts)
     }
@@ -124,10 +207,8 @@ impl Engine {
             }
         };
         let tok_path = source.tokenizer_path();
-        let tokenizer = Tokenizer::from_file(tok_path).map_err(|e| Error::Tokenizer {
-            path: tok_path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let text = crate::tokenizer::load(&source)?;
+        let tokenizer = text.tokenizer;
         // The highest id + 1 (ids need not be dense), added tokens included.
         let n = tokenizer
             .get_vocab(true)
@@ -152,14 +233,38 @@ impl Engine {
                 reason: format!("BOS/EOS id {bad} is outside the vocabulary"),
             });
         }
+        let template = load_template(&source, text.gguf_template, &tokenizer, &loaded)?;
+        let mut eos = loaded.eos.clone();
+        for t in END_OF_TURN {
+            if let Some(id) = tokenizer.token_to_id(t) {
+                if template.text().contains(t) && (id as usize) < loaded.vocab && !eos.contains(&id)
+                {
+                    eos.push(id);
+                }
+            }
+        }
         let digest = source.digest(&opts.digest_cache)?;
         Ok(Engine {
             source,
             digest,
             tokenizer,
+            template,
+            eos,
             loaded,
             device: opts.device.clone(),
         })
+    }
+
+    /// The model's chat template (see [`crate::chat`]; never absent: a model
+    /// without one gets the ChatML fallback, [`ChatTemplate::source`] says so).
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// Tokens that end generation: the model's EOS, plus the end-of-turn
+    /// tokens (`<|im_end|>`, `<|eot_id|>` …) its chat template uses.
+    pub fn eos_tokens(&self) -> &[u32] {
+        &self.eos
     }
 
     /// The model's identity (`blake3:…` over its behaviour files).
@@ -213,35 +318,49 @@ impl Engine {
             })
     }
 
-    /// Greedy generation from a text prompt.
+    /// Generation from a text prompt.
     pub fn generate(&self, prompt: &str, params: &GenerateParams) -> Result<Generation> {
         let tokens = self.encode(prompt)?;
         self.generate_tokens(&tokens, params)
     }
 
-    /// Greedy generation from prompt tokens.
+    /// Generation from prompt tokens.
     pub fn generate_tokens(&self, prompt: &[u32], params: &GenerateParams) -> Result<Generation> {
+        self.generate_stream(prompt, params, |_| ControlFlow::Continue(()))
+    }
+
+    /// Generation from prompt tokens, handing text to `on_text` as it is
+    /// produced: chunks are whole characters, never the start of a stop
+    /// sequence, and concatenate to [`Generation::text`]. When `on_text`
+    /// returns `Break`, generation ends with [`StopReason::Cancelled`].
+    pub fn generate_stream(
+        &self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: impl FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        params.validate()?;
+        check_prompt(prompt, self.loaded.context, self.loaded.vocab)?;
         let mut state = self.state()?;
-        let eos: &[u32] = if params.stop_at_eos {
-            &self.loaded.eos
-        } else {
-            &[]
+        let limits = Limits {
+            eos: &self.eos,
+            context: self.loaded.context,
+            vocab: self.loaded.vocab,
         };
-        let (tokens, stop, timings) = greedy(
+        let out = crate::decode::run(
             &mut state,
             prompt,
-            params.max_new_tokens,
-            eos,
-            self.loaded.context,
-            self.loaded.vocab,
+            params,
+            &limits,
+            |t| self.decode(t),
+            on_text,
         )?;
-        let text = self.decode(&tokens)?;
         Ok(Generation {
             prompt_tokens: prompt.to_vec(),
-            tokens,
-            text,
-            stop,
-            timings,
+            tokens: out.tokens,
+            text: out.text,
+            stop: out.stop,
+            timings: out.timings,
         })
     }
 
@@ -289,11 +408,6 @@ enum State<'a> {
     },
 }
 
-/// Something that turns tokens at a position into next-token logits.
-pub(crate) trait Step {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>>;
-}
-
 impl Step for State<'_> {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
         no_panic("forward pass", || {
@@ -317,156 +431,42 @@ impl Step for State<'_> {
     }
 }
 
-fn check_prompt(prompt: &[u32], context: usize, vocab: usize) -> Result<()> {
-    if prompt.is_empty() {
-        return Err(Error::Request("empty prompt".into()));
-    }
-    if prompt.len() >= context {
-        return Err(Error::Request(format!(
-            "prompt of {} tokens does not fit the context of {context}",
-            prompt.len()
-        )));
-    }
-    if let Some(t) = prompt.iter().find(|&&t| t as usize >= vocab) {
-        return Err(Error::Request(format!(
-            "token {t} is outside the vocabulary of {vocab}"
-        )));
-    }
-    Ok(())
-}
-
-/// The index of the largest logit (the first on ties); an error on NaN.
-pub(crate) fn argmax(logits: &[f32]) -> Result<u32> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &x) in logits.iter().enumerate() {
-        if x.is_nan() {
-            return Err(Error::Request(format!("logit {i} is NaN")));
-        }
-        if best.is_none_or(|(_, b)| x > b) {
-            best = Some((i, x));
-        }
-    }
-    best.map(|(i, _)| i as u32)
-        .ok_or_else(|| Error::Request("empty logits".into()))
-}
-
-/// Greedy decoding: one forward over the prompt, then one per token.
-pub(crate) fn greedy(
-    step: &mut impl Step,
-    prompt: &[u32],
-    max_new: usize,
-    eos: &[u32],
-    context: usize,
-    vocab: usize,
-) -> Result<(Vec<u32>, StopReason, Timings)> {
-    check_prompt(prompt, context, vocab)?;
-    let mut out = Vec::new();
-    let mut stop = StopReason::MaxTokens;
-    let t0 = Instant::now();
-    let mut prompt_ms = 0.0;
-    let mut decode_steps = 0usize;
-    let mut t_decode = t0;
-    if max_new > 0 {
-        let logits = step.forward(prompt, 0)?;
-        let mut next = argmax(&logits)?;
-        prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
-        t_decode = Instant::now();
-        loop {
-            if eos.contains(&next) {
-                stop = StopReason::Eos;
-                break;
-            }
-            out.push(next);
-            if out.len() >= max_new {
-                break;
-            }
-            let pos = prompt.len() + out.len() - 1;
-            if pos + 1 >= context {
-                stop = StopReason::Context;
-                break;
-            }
-            let logits = step.forward(&[next], pos)?;
-            decode_steps += 1;
-            next = argmax(&logits)?;
-        }
-    }
-    let decode_s = if decode_steps > 0 {
-        t_decode.elapsed().as_secs_f64()
+/// The chat template: GGUF metadata, else tokenizer_config.json, else
+/// the fallback; `bos_token`/`eos_token` from tokenizer_config.json, else
+/// the model's ids.
+fn load_template(
+    source: &ModelSource,
+    gguf: Option<String>,
+    tokenizer: &Tokenizer,
+    loaded: &Loaded,
+) -> Result<ChatTemplate> {
+    let cfg_path = source.dir().join("tokenizer_config.json");
+    let cfg = if cfg_path.is_file() {
+        let bytes = std::fs::read(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(&cfg_path, format!("not JSON: {e}")))?
     } else {
-        0.0
+        serde_json::Value::Null
     };
-    let per_s = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    let timings = Timings {
-        prompt_ms,
-        decode_ms: decode_s * 1e3,
-        decode_tokens_per_s: per_s(decode_steps, decode_s),
-        prompt_tokens_per_s: per_s(prompt.len(), prompt_ms / 1e3),
-    };
-    Ok((out, stop, timings))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Predicts `script[pos + len]` (the token at the next position).
-    struct Scripted {
-        script: Vec<u32>,
-        calls: Vec<(Vec<u32>, usize)>,
+    let name = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i));
+    let bos = config_token(&cfg, "bos_token")
+        .or_else(|| name(loaded.bos))
+        .unwrap_or_default();
+    let eos = config_token(&cfg, "eos_token")
+        .or_else(|| name(loaded.eos.first().copied()))
+        .unwrap_or_default();
+    if let Some(text) = gguf {
+        let path = source.behaviour_files()[0].clone();
+        return ChatTemplate::new(&text, TemplateSource::Gguf, Some(&path), &bos, &eos);
     }
-
-    impl Step for Scripted {
-        fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
-            self.calls.push((tokens.to_vec(), pos));
-            let next = self.script[pos + tokens.len()] as usize;
-            let mut l = vec![0.0; 10];
-            l[next] = 1.0;
-            Ok(l)
-        }
+    if let Some(text) = config_template(&cfg_path, &cfg)? {
+        return ChatTemplate::new(
+            &text,
+            TemplateSource::TokenizerConfig,
+            Some(&cfg_path),
+            &bos,
+            &eos,
+        );
     }
-
-    fn scripted(script: &[u32]) -> Scripted {
-        Scripted {
-            script: script.to_vec(),
-            calls: vec![],
-        }
-    }
-
-    #[test]
-    fn stops_at_eos_without_returning_it() {
-        let mut s = scripted(&[5, 6, 7, 8, 2, 9, 9]);
-        let (t, stop, _) = greedy(&mut s, &[5, 6], 10, &[2], 100, 10).unwrap();
-        assert_eq!(t, vec![7, 8]);
-        assert_eq!(stop, StopReason::Eos);
-        // prompt at 0, then one token at a time at its position
-        assert_eq!(s.calls, vec![(vec![5, 6], 0), (vec![7], 2), (vec![8], 3)]);
-    }
-
-    #[test]
-    fn stops_at_max_tokens_and_context() {
-        let mut s = scripted(&[1, 3, 4, 5, 6, 7, 8]);
-        let (t, stop, _) = greedy(&mut s, &[1], 3, &[2], 100, 10).unwrap();
-        assert_eq!((t, stop), (vec![3, 4, 5], StopReason::MaxTokens));
-        let mut s = scripted(&[1, 3, 4, 5, 6, 7, 8]);
-        let (t, stop, _) = greedy(&mut s, &[1], 10, &[], 4, 10).unwrap();
-        assert_eq!((t.len(), stop), (3, StopReason::Context));
-        let mut s = scripted(&[1, 3]);
-        let (t, _, _) = greedy(&mut s, &[1], 0, &[], 4, 10).unwrap();
-        assert!(t.is_empty() && s.calls.is_empty());
-    }
-
-    #[test]
-    fn bad_prompts_are_errors() {
-        let mut s = scripted(&[1, 2, 3]);
-        assert!(greedy(&mut s, &[], 3, &[], 10, 10).is_err());
-        assert!(greedy(&mut s, &[1; 10], 3, &[], 10, 10).is_err());
-        assert!(greedy(&mut s, &[11], 3, &[], 10, 10).is_err());
-    }
-
-    #[test]
-    fn argmax_takes_first_maximum_and_rejects_nan() {
-        assert_eq!(argmax(&[0.0, 3.0, 3.0, 1.0]).unwrap(), 1);
-        assert!(argmax(&[0.0, f32::NAN]).is_err());
-        assert!(argmax(&[]).is_err());
-    }
+    Ok(ChatTemplate::fallback(&bos, &eos))
 }

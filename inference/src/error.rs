@@ -88,6 +88,14 @@ pub enum Error {
         model: usize,
     },
 
+    /// A chat template cannot be compiled or rendered (`path`: the file it
+    /// came from; none for the built-in fallback).
+    #[error("{}chat template: {reason}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Template {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+
     /// A request cannot be served (empty prompt, prompt longer than the context, …).
     #[error("request: {0}")]
     Request(String),

@@ -44,13 +44,17 @@
 //!
 //! With the `cuda` feature, pass a CUDA [`Device`] in [`LoadOptions`].
 
+pub mod chat;
+mod decode;
 pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod model;
+mod tokenizer;
 
 pub use candle_core::Device;
+pub use chat::{ChatTemplate, Message, TemplateSource};
 pub use digest::{digest_files, DigestCache, ModelDigest};
 pub use engine::{Engine, GenerateParams, Generation, LoadOptions, StopReason, Timings};
 pub use error::{Error, Result};

@@ -20,8 +20,12 @@ use crate::error::{no_panic, Error, Result};
 /// Where a model's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
-    /// One GGUF file; the tokenizer is a `tokenizer.json` (for now).
-    Gguf { file: PathBuf, tokenizer: PathBuf },
+    /// One GGUF file; the tokenizer is a `tokenizer.json` when given, else
+    /// the one embedded in the GGUF metadata.
+    Gguf {
+        file: PathBuf,
+        tokenizer: Option<PathBuf>,
+    },
     /// A Hugging Face directory: `config.json`, `tokenizer.json`, and
     /// `model.safetensors` or the shards named by
     /// `model.safetensors.index.json`.
@@ -38,16 +42,24 @@ pub enum ModelSource {
 const OPTIONAL: [&str; 2] = ["tokenizer_config.json", "generation_config.json"];
 
 impl ModelSource {
-    /// A `.gguf` file (tokenizer: `tokenizer.json` beside it) or a
-    /// safetensors directory. Checks that every file exists (and, for an
-    /// index, that every shard it names does); reads nothing else.
+    /// A `.gguf` file (tokenizer: `tokenizer.json` beside it if there is
+    /// one, else the one in its metadata) or a safetensors directory. Checks
+    /// that every file exists (and, for an index, that every shard it names
+    /// does); reads nothing else.
     pub fn open(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Self::safetensors_dir(path);
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        Self::gguf(path, &dir.join("tokenizer.json"))
+        exists(path)?;
+        let beside = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("tokenizer.json");
+        Ok(ModelSource::Gguf {
+            file: path.to_path_buf(),
+            tokenizer: beside.is_file().then_some(beside),
+        })
     }
 
     /// A GGUF file with an explicitly chosen tokenizer.json.
@@ -57,7 +69,7 @@ impl ModelSource {
         }
         Ok(ModelSource::Gguf {
             file: file.to_path_buf(),
-            tokenizer: tokenizer.to_path_buf(),
+            tokenizer: Some(tokenizer.to_path_buf()),
         })
     }
 
@@ -117,13 +129,16 @@ impl ModelSource {
 
     /// Every file that determines the model's behaviour: weights, config,
     /// index, tokenizer.json, and tokenizer_config.json /
-    /// generation_config.json when present.
+    /// generation_config.json when present. A GGUF file without a
+    /// tokenizer.json covers its embedded tokenizer and chat template.
     pub fn behaviour_files(&self) -> Vec<PathBuf> {
         let (mut files, dir) = match self {
-            ModelSource::Gguf { file, tokenizer } => (
-                vec![file.clone(), tokenizer.clone()],
-                tokenizer.parent().map(Path::to_path_buf),
-            ),
+            ModelSource::Gguf { file, tokenizer } => {
+                let mut f = vec![file.clone()];
+                f.extend(tokenizer.iter().cloned());
+                let dir = tokenizer.as_deref().unwrap_or(file).parent();
+                (f, dir.map(Path::to_path_buf))
+            }
             ModelSource::Safetensors {
                 dir,
                 config,
@@ -149,12 +164,23 @@ impl ModelSource {
         digest_files(&self.behaviour_files(), cache)
     }
 
-    /// The tokenizer.json this source uses.
+    /// The file the tokenizer comes from: a tokenizer.json, or the GGUF
+    /// file itself when its embedded tokenizer is used.
     pub fn tokenizer_path(&self) -> &Path {
         match self {
-            ModelSource::Gguf { tokenizer, .. } | ModelSource::Safetensors { tokenizer, .. } => {
-                tokenizer
+            ModelSource::Gguf {
+                tokenizer: Some(t), ..
             }
+            | ModelSource::Safetensors { tokenizer: t, .. } => t,
+            ModelSource::Gguf { file, .. } => file,
+        }
+    }
+
+    /// The directory of the model's side files (tokenizer_config.json …).
+    pub fn dir(&self) -> &Path {
+        match self {
+            ModelSource::Gguf { file, .. } => file.parent().unwrap_or(Path::new(".")),
+            ModelSource::Safetensors { dir, .. } => dir,
         }
     }
 }

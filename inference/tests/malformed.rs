@@ -205,13 +205,32 @@ fn missing_files_shards_and_config() {
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
     assert!(matches!(load_err(&dir), Error::Missing { .. }));
 
+    // Without tokenizer.json the GGUF's embedded tokenizer is used; without
+    // that either, the error names the file and the key.
     let g = gguf(&d.path().join("notok"));
     std::fs::remove_file(g.with_file_name("tokenizer.json")).unwrap();
+    Engine::load(&g, &opts()).expect("embedded tokenizer");
+    rewrite_gguf(&g, |md| md.retain(|(k, _)| k != "tokenizer.ggml.tokens"));
     let e = load_err(&g);
     assert!(
-        matches!(&e, Error::Missing { path } if path.ends_with("tokenizer.json")),
+        matches!(&e, Error::MissingKey { path, key } if path == &g && key == "tokenizer.ggml.tokens"),
         "{e:?}"
     );
+    let g = gguf(&d.path().join("badtok"));
+    std::fs::remove_file(g.with_file_name("tokenizer.json")).unwrap();
+    rewrite_gguf(&g, |md| {
+        for (k, v) in md.iter_mut() {
+            if k == "tokenizer.ggml.merges" {
+                *v = gguf_file::Value::U32(7);
+            }
+        }
+    });
+    let e = load_err(&g);
+    assert!(
+        matches!(&e, Error::Tokenizer { path, .. } if path == &g),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("merges"), "{e}");
 
     assert!(matches!(
         load_err(&d.path().join("nothing.gguf")),

@@ -27,7 +27,7 @@ fn make(dir: &Path, format: Format) -> PathBuf {
 fn params(n: usize) -> GenerateParams {
     GenerateParams {
         max_new_tokens: n,
-        stop_at_eos: true,
+        ..GenerateParams::default()
     }
 }
 
@@ -144,6 +144,7 @@ fn generation_reports_tokens_text_and_timings() {
             &GenerateParams {
                 max_new_tokens: 16,
                 stop_at_eos: false,
+                ..GenerateParams::default()
             },
         )
         .unwrap();

@@ -236,6 +236,7 @@ async fn run(s: AppState, caller: Caller, job: Job, chat: bool) -> Result<Respon
     let params = GenerateParams {
         max_new_tokens: job.max_tokens,
         stop_at_eos: true,
+        ..GenerateParams::default()
     };
     let generated =
         tokio::task::spawn_blocking(move || model.engine.generate_tokens(&prompt_tokens, &params))
