@@ -160,11 +160,18 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `cairnd --state-dir DIR EXTRA…` and waits until its socket answers.
+    /// Starts `cairnd --state-dir DIR EXTRA…` and waits until its socket
+    /// answers. Its model cache is empty: `--demo` serves the generated
+    /// model alone.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Daemon {
+        Self::start_with_model_cache(state_dir, extra, &state_dir.join("empty-model-cache"))
+    }
+
+    /// Like [`Daemon::start`], with `CAIRN_MODEL_CACHE` set to `cache`.
+    pub fn start_with_model_cache(state_dir: &Path, extra: &[&str], cache: &Path) -> Daemon {
         let mut args = vec!["--state-dir", state_dir.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
-        Self::spawn(&args, state_dir)
+        Self::spawn(&args, state_dir, cache)
     }
 
     /// Starts `cairnd --config FILE` whose state directory is `state_dir`.
@@ -172,12 +179,14 @@ impl Daemon {
         Self::spawn(
             &["--config", config.to_str().expect("utf-8 path")],
             state_dir,
+            &state_dir.join("empty-model-cache"),
         )
     }
 
-    fn spawn(args: &[&str], state_dir: &Path) -> Daemon {
+    fn spawn(args: &[&str], state_dir: &Path, model_cache: &Path) -> Daemon {
         let child = Command::new(workspace_bin("cairnd"))
             .args(args)
+            .env("CAIRN_MODEL_CACHE", model_cache)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()

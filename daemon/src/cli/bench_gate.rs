@@ -118,6 +118,7 @@ fn time_generation(engine: &Engine, n: usize) -> anyhow::Result<(Generation, Dur
     let params = GenerateParams {
         max_new_tokens: n,
         stop_at_eos: false,
+        ..GenerateParams::default()
     };
     let mut times = Vec::new();
     let mut last = None;

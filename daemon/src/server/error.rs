@@ -112,12 +112,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {"message": self.message, "type": self.kind, "param": null, "code": self.code}
+        })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "error": {"message": self.message, "type": self.kind, "param": null, "code": self.code}
-        });
-        (self.status, axum::Json(body)).into_response()
+        (self.status, axum::Json(self.body())).into_response()
     }
 }
 

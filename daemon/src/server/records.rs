@@ -40,10 +40,13 @@ pub fn result(caller: Actor, model: &Model, request: &Receipt, g: &Generation) -
     done
 }
 
-/// OpenAI's `finish_reason` for a generation.
+/// OpenAI's `finish_reason` for a generation: `stop` (end of sequence or
+/// a stop sequence), `length` (`max_tokens` or the context), and cairn's
+/// `cancelled` (the client went away; only ever seen in the record).
 pub fn finish_reason(g: &Generation) -> &'static str {
     match g.stop {
-        StopReason::Eos => "stop",
-        _ => "length",
+        StopReason::Eos | StopReason::Stop => "stop",
+        StopReason::MaxTokens | StopReason::Context => "length",
+        StopReason::Cancelled => "cancelled",
     }
 }
