@@ -11,8 +11,10 @@
 //! methods (`.strip()`, `.startswith()` …, from `minijinja-contrib`),
 //! `raise_exception(msg)`, and the variables `messages`,
 //! `add_generation_prompt`, `bos_token` and `eos_token`. Rendering is
-//! bounded by [`FUEL`] so that a hostile template cannot loop forever; every
-//! failure is an [`Error::Template`].
+//! bounded by [`FUEL`] so that a hostile template cannot loop forever (fuel
+//! bounds instructions, not memory: a template can still build a large
+//! string in a few steps, so templates are trusted as part of the model,
+//! whose digest covers them); every failure is an [`Error::Template`].
 
 use std::path::{Path, PathBuf};
 

@@ -15,29 +15,47 @@
 //!   (`quantized_llama`, any candle-supported quantization; tensors are read
 //!   one at a time through a buffered reader) or from a Hugging Face
 //!   safetensors directory (`llama`, single file or sharded with an index,
-//!   memory-mapped). The tokenizer is a `tokenizer.json` (for GGUF: beside
-//!   the file). Every malformed input gives an [`Error`] naming the file.
-//! - **Greedy generation** ([`Engine::generate`]): up to N tokens, stopping
-//!   at EOS or at the context's end, with prompt and decode timings. Each
-//!   call runs on its own KV cache, so one `Engine` can serve concurrent
-//!   requests.
+//!   memory-mapped). The tokenizer is a `tokenizer.json`; a GGUF file
+//!   without one beside it uses the byte-level BPE tokenizer embedded in its
+//!   metadata (`tokenizer.ggml.model = "gpt2"`; the GGUF's digest covers
+//!   it). Every malformed input gives an [`Error`] naming the file.
+//! - **Chat templates** ([`chat`], [`Engine::chat_template`]): the model's
+//!   Jinja template (GGUF `tokenizer.chat_template`, else
+//!   `tokenizer_config.json`, else a ChatML fallback; [`ChatTemplate::source`]
+//!   says which) rendered with minijinja, Python string methods,
+//!   `raise_exception`, `bos_token`/`eos_token`, and a fuel bound.
+//! - **Generation** ([`Engine::generate`], [`Engine::generate_tokens`],
+//!   [`Engine::generate_stream`]): greedy (temperature 0) or seeded sampling
+//!   (temperature, top-k, top-p, repetition penalty, via candle's
+//!   `LogitsProcessor`); stops at EOS (the model's and its template's
+//!   end-of-turn tokens such as `<|im_end|>`), at stop sequences (excluded
+//!   from the text), at `max_new_tokens` or the context's end; streaming
+//!   emits whole characters only, holds back a possible stop-sequence start,
+//!   and can be cancelled by the callback. Same seed, same tokens.
+//! - **Scheduling**: each call runs on the calling thread with its own KV
+//!   cache; one `Engine` (shared through an `Arc`) serves concurrent
+//!   requests, which share only the read-only weights. No batching.
 //! - **Tiny models** ([`generate`]): seeded random-weight Llamas written as
 //!   safetensors + `config.json` or GGUF (F32/F16/Q8_0/Q4_0) with the
 //!   metadata llama.cpp expects, and a byte-level BPE `tokenizer.json`.
 //!
 //! ## Not yet
 //!
-//! Qwen2, chat templates, sampling (temperature, top-p), streaming output,
-//! the tokenizer embedded in GGUF metadata (a `tokenizer.json` is needed),
-//! batching.
+//! Qwen2, batching, embedded GGUF tokenizers other than byte-level BPE
+//! (SentencePiece `llama` tokenizers need a `tokenizer.json`), tool calls in
+//! chat templates (`tools` is undefined), `strftime_now` in templates.
 //!
 //! ## Example
 //!
 //! ```no_run
-//! use cairn_inference::{Engine, GenerateParams, LoadOptions};
+//! use cairn_inference::{Engine, GenerateParams, LoadOptions, Message};
 //! # fn main() -> Result<(), cairn_inference::Error> {
 //! let engine = Engine::load("model.gguf".as_ref(), &LoadOptions::default())?;
-//! let out = engine.generate("What is the capital of France?", &GenerateParams::default())?;
+//! let prompt = engine.chat_template().render(
+//!     &[Message::new("user", "What is the capital of France?")],
+//!     true,
+//! )?;
+//! let out = engine.generate(&prompt, &GenerateParams::default())?;
 //! println!("{} ({}): {}", engine.digest().digest, out.timings.decode_tokens_per_s, out.text);
 //! # Ok(()) }
 //! ```
