@@ -112,6 +112,7 @@ pub(super) fn records(
 pub(super) fn chat(
     at: &DaemonAt,
     message: &str,
+    system: &str,
     model: Option<String>,
     max_tokens: u32,
     json: bool,
@@ -131,9 +132,13 @@ pub(super) fn chat(
                 .ok_or_else(|| anyhow::anyhow!("the daemon has no model loaded"))?
         }
     };
+    let mut messages = vec![serde_json::json!({"role": "user", "content": message})];
+    if !system.is_empty() {
+        messages.insert(0, serde_json::json!({"role": "system", "content": system}));
+    }
     let body = serde_json::json!({
         "model": model,
-        "messages": [{"role": "user", "content": message}],
+        "messages": messages,
         "max_tokens": max_tokens,
     });
     let answer = request(

@@ -86,6 +86,10 @@ enum Command {
         /// The most tokens to generate.
         #[arg(long, default_value_t = 64)]
         max_tokens: u32,
+        /// The system message ("" sends none, leaving the model's template
+        /// to use its own default, if it has one).
+        #[arg(long, default_value = "You are a helpful assistant.")]
+        system: String,
         /// Print the daemon's whole JSON answer.
         #[arg(long)]
         json: bool,
@@ -133,8 +137,9 @@ pub fn main() -> ExitCode {
             message,
             model,
             max_tokens,
+            system,
             json,
-        } => daemon_cmds::chat(&at, &message, model, max_tokens, json),
+        } => daemon_cmds::chat(&at, &message, &system, model, max_tokens, json),
         Command::Records {
             at,
             from,
