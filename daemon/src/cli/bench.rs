@@ -56,6 +56,28 @@ pub(super) enum BenchCommand {
         #[arg(long, default_value = "store", value_parser = ["store", "hash-only"])]
         payloads: String,
     },
+    /// Prompt-processing and decode tokens/s of a model file, to compare
+    /// with llama.cpp's `llama-bench -p 128 -n 64 -t N` on the same file.
+    Inference {
+        /// A `.gguf` file or a safetensors directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// CPU threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Prompt length.
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        /// Runs (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -72,6 +94,14 @@ pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             gen_tokens,
             payloads,
         } => super::bench_gate::run(model, &clients, requests, gen_tokens, payloads == "store"),
+        BenchCommand::Inference {
+            model,
+            threads,
+            prompt_tokens,
+            gen_tokens,
+            runs,
+            json,
+        } => super::bench_inference::run(&model, threads, prompt_tokens, gen_tokens, runs, json),
     }
 }
 

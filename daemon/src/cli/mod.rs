@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_gate;
+mod bench_inference;
 mod daemon_cmds;
 mod keys;
 mod models;
