@@ -254,27 +254,39 @@ fn sigkill_during_requests_loses_no_acknowledged_record() {
     let socket = d.socket();
     let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     std::thread::scope(|s| {
-        for _ in 0..4 {
+        // Two clients stream, two do not.
+        for client in 0..4 {
             let (socket, done) = (socket.clone(), done.clone());
+            let stream = client % 2 == 0;
             s.spawn(move || {
                 for _ in 0..50 {
-                    let Ok(stream) = std::os::unix::net::UnixStream::connect(&socket) else {
+                    let Ok(conn) = std::os::unix::net::UnixStream::connect(&socket) else {
                         return;
                     };
-                    drop(stream);
+                    drop(conn);
                     let r = std::panic::catch_unwind(|| {
                         cairn_tests::http_unix(
                             &socket,
                             "POST",
                             "/v1/chat/completions",
-                            Some(&chat_body("go", 4, false)),
+                            Some(&chat_body("go", 4, stream)),
                         )
                     });
-                    match r {
-                        Ok(r) if r.status == 200 => {
-                            done.lock().unwrap().push(r.json()["cairn"].clone())
-                        }
-                        _ => return,
+                    // The receipt: the body's `cairn` field, or the last
+                    // event's; a stream cut before it acknowledged nothing.
+                    let receipt = match r {
+                        Ok(r) if r.status == 200 && !stream => Some(r.json()["cairn"].clone()),
+                        Ok(r) if r.status == 200 => r
+                            .text()
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("data: "))
+                            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                            .find_map(|e| e.get("cairn").cloned()),
+                        _ => None,
+                    };
+                    match receipt {
+                        Some(receipt) => done.lock().unwrap().push((stream, receipt)),
+                        None => return,
                     }
                 }
             });
@@ -283,7 +295,11 @@ fn sigkill_during_requests_loses_no_acknowledged_record() {
         d.kill();
     });
     let acked = done.lock().unwrap().clone();
-    assert!(!acked.is_empty(), "some requests completed before the kill");
+    assert!(
+        acked.iter().any(|(s, _)| *s) && acked.iter().any(|(s, _)| !*s),
+        "streamed and whole answers completed before the kill"
+    );
+    let acked: Vec<serde_json::Value> = acked.into_iter().map(|(_, r)| r).collect();
     // Restart: recovery, then every acknowledged receipt is in the log.
     let d = Daemon::start(&state, &["--demo"]);
     d.stop();
