@@ -57,6 +57,25 @@ pub fn request(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<Response> {
+    let mut all = Vec::new();
+    let status = request_streaming(socket, method, path, body, |chunk| {
+        all.extend_from_slice(chunk)
+    })?;
+    Ok(Response {
+        status,
+        body: Bytes::from(all),
+    })
+}
+
+/// One request whose response body is handed to `on_chunk` as it arrives
+/// (for server-sent events); returns the status.
+pub fn request_streaming(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    mut on_chunk: impl FnMut(&[u8]),
+) -> anyhow::Result<u16> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -78,12 +97,16 @@ pub fn request(
             .header("host", "cairnd")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let res = sender
+        let mut res = sender
             .send_request(req)
             .await
             .context("cairnd closed the connection")?;
         let status = res.status().as_u16();
-        let body = res.into_body().collect().await?.to_bytes();
-        Ok(Response { status, body })
+        while let Some(frame) = res.frame().await {
+            if let Some(data) = frame?.data_ref() {
+                on_chunk(data);
+            }
+        }
+        Ok(status)
     })
 }

@@ -82,7 +82,8 @@ pub struct Config {
 pub struct ModelConfig {
     /// The name clients use in `"model"`.
     pub name: String,
-    /// A `.gguf` file (with `tokenizer.json` beside it) or a safetensors directory.
+    /// A `.gguf` file (its tokenizer from a `tokenizer.json` beside it, else
+    /// from its metadata) or a safetensors directory.
     pub path: PathBuf,
 }
 

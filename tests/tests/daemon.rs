@@ -336,6 +336,16 @@ fn cairn_status_and_records_talk_to_the_daemon() {
         text.contains("log.genesis") && text.contains("daemon.start"),
         "{text}"
     );
+    // `cairn chat` streams the answer and prints the receipt; its records
+    // are then in the log.
+    let out = cairn_tests::cairn(&["chat", "--state-dir", s, "--max-tokens", "5", "hello"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("receipt: request record 4 ("), "{err}");
+    assert!(err.contains("result record 5 ("), "{err}");
+    let out = cairn_tests::cairn(&["chat", "--state-dir", s, "--model", "nope", "hello"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     drop(d);
     let out = cairn_tests::cairn(&["status", "--state-dir", s]);
     assert_eq!(out.status.code(), Some(2));

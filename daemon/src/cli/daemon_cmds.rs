@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::client::{request, socket_path};
+use std::io::Write;
+
+use crate::client::{request, request_streaming, socket_path};
 
 /// Where the daemon is: `--socket PATH`, or `--state-dir DIR` (its socket
 /// inside), defaulting to the system socket.
@@ -140,26 +142,55 @@ pub(super) fn chat(
         "model": model,
         "messages": messages,
         "max_tokens": max_tokens,
+        "stream": !json,
     });
-    let answer = request(
-        &socket,
-        "POST",
-        "/v1/chat/completions",
-        Some(serde_json::to_vec(&body)?),
-    )?
-    .ok()?
-    .json()?;
+    let body = Some(serde_json::to_vec(&body)?);
     if json {
+        let answer = request(&socket, "POST", "/v1/chat/completions", body)?
+            .ok()?
+            .json()?;
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{}",
-        answer["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap_or_default()
-    );
-    let r = &answer["cairn"];
+    // Stream: print text as it comes; the last event carries the receipt.
+    let (mut pending, mut receipt, mut error, mut raw) = (Vec::new(), None, None, Vec::new());
+    let mut out = std::io::stdout();
+    let status = request_streaming(&socket, "POST", "/v1/chat/completions", body, |chunk| {
+        pending.extend_from_slice(chunk);
+        while let Some(eol) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=eol).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim_end().strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
+                continue;
+            };
+            if let Some(text) = event["choices"][0]["delta"]["content"].as_str() {
+                let _ = write!(out, "{text}");
+                let _ = out.flush();
+            }
+            if event.get("cairn").is_some() {
+                receipt = Some(event["cairn"].clone());
+            }
+            if event.get("error").is_some() {
+                error = event["error"]["message"].as_str().map(str::to_owned);
+            }
+        }
+        raw.extend_from_slice(chunk);
+    })?;
+    if !(200..300).contains(&status) {
+        crate::client::Response {
+            status,
+            body: raw.into(),
+        }
+        .ok()?;
+    }
+    println!();
+    if let Some(e) = error {
+        anyhow::bail!("cairnd: {e}");
+    }
+    let r = receipt.ok_or_else(|| anyhow::anyhow!("the answer ended without its receipt"))?;
     eprintln!(
         "receipt: request record {} ({}), result record {} ({}); model {}",
         r["request"]["seq"],
