@@ -1,8 +1,8 @@
 //! Embedded GGUF tokenizers, chat templates, sampling and streaming on
 //! generated tiny models.
 
-use std::fs::File;
-use std::io::BufReader;
+mod common;
+
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,35 +30,10 @@ fn tiny_gguf(dir: &Path) -> PathBuf {
 
 /// Adds (or replaces) one string key in a GGUF file's metadata.
 fn set_gguf_string(path: &Path, key: &str, value: &str) {
-    let mut r = BufReader::new(File::open(path).unwrap());
-    let content = gguf_file::Content::read(&mut r).unwrap();
-    let mut md: Vec<(String, gguf_file::Value)> = content
-        .metadata
-        .into_iter()
-        .filter(|(k, _)| k != key)
-        .collect();
-    md.push((key.into(), gguf_file::Value::String(value.into())));
-    md.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let tensors: Vec<(String, _)> = names
-        .iter()
-        .map(|n| {
-            let info = &content.tensor_infos[*n];
-            let t = info
-                .read(
-                    &mut r,
-                    content.tensor_data_offset,
-                    &candle_core::Device::Cpu,
-                )
-                .unwrap();
-            ((*n).clone(), t)
-        })
-        .collect();
-    let mut w = File::create(path).unwrap();
-    let mdr: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tr: Vec<(&str, _)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    gguf_file::write(&mut w, &mdr, &tr).unwrap();
+    common::rewrite_gguf(path, |md| {
+        md.retain(|(k, _)| k != key);
+        md.push((key.into(), gguf_file::Value::String(value.into())));
+    });
 }
 
 fn msgs(list: &[(&str, &str)]) -> Vec<Message> {

@@ -1,8 +1,8 @@
 //! Broken model files give errors that name the file and the problem,
 //! never a panic.
 
-use std::fs::File;
-use std::io::BufReader;
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use cairn_inference::generate::{generate, tokenizer_json, Format, GgufType, TinySpec};
@@ -33,35 +33,6 @@ fn load_err(path: &Path) -> Error {
     let e = Engine::load(path, &opts()).expect_err("loading must fail");
     eprintln!("{e}");
     e
-}
-
-/// Rewrites a GGUF file, letting `edit` change the metadata.
-fn rewrite_gguf(path: &Path, edit: impl FnOnce(&mut Vec<(String, gguf_file::Value)>)) {
-    let mut r = BufReader::new(File::open(path).unwrap());
-    let content = gguf_file::Content::read(&mut r).unwrap();
-    let mut md: Vec<(String, gguf_file::Value)> = content.metadata.into_iter().collect();
-    md.sort_by(|a, b| a.0.cmp(&b.0));
-    edit(&mut md);
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let tensors: Vec<(String, _)> = names
-        .iter()
-        .map(|n| {
-            let info = &content.tensor_infos[*n];
-            let t = info
-                .read(
-                    &mut r,
-                    content.tensor_data_offset,
-                    &candle_core::Device::Cpu,
-                )
-                .unwrap();
-            ((*n).clone(), t)
-        })
-        .collect();
-    let mut w = File::create(path).unwrap();
-    let mdr: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let tr: Vec<(&str, _)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    gguf_file::write(&mut w, &mdr, &tr).unwrap();
 }
 
 #[test]
@@ -130,7 +101,7 @@ fn missing_or_mistyped_metadata_key() {
         "general.architecture",
     ] {
         let orig = std::fs::read(&p).unwrap();
-        rewrite_gguf(&p, |md| md.retain(|(k, _)| k != key));
+        common::rewrite_gguf(&p, |md| md.retain(|(k, _)| k != key));
         let e = load_err(&p);
         match &e {
             Error::MissingKey { key: k, path } => {
@@ -143,7 +114,7 @@ fn missing_or_mistyped_metadata_key() {
         std::fs::write(&p, orig).unwrap();
     }
     // U64 where U32 is expected (candle is strict), and absurd values.
-    rewrite_gguf(&p, |md| {
+    common::rewrite_gguf(&p, |md| {
         for (k, v) in md.iter_mut() {
             if k == "llama.embedding_length" {
                 *v = gguf_file::Value::U64(64);
@@ -152,7 +123,7 @@ fn missing_or_mistyped_metadata_key() {
     });
     assert!(matches!(load_err(&p), Error::BadKey { .. }));
     let p = gguf(&d.path().join("zero"));
-    rewrite_gguf(&p, |md| {
+    common::rewrite_gguf(&p, |md| {
         for (k, v) in md.iter_mut() {
             if k == "llama.attention.head_count" {
                 *v = gguf_file::Value::U32(0);
@@ -161,7 +132,7 @@ fn missing_or_mistyped_metadata_key() {
     });
     assert!(matches!(load_err(&p), Error::BadKey { .. }));
     let p = gguf(&d.path().join("qwen"));
-    rewrite_gguf(&p, |md| {
+    common::rewrite_gguf(&p, |md| {
         for (k, v) in md.iter_mut() {
             if k == "general.architecture" {
                 *v = gguf_file::Value::String("qwen2".into());
@@ -171,7 +142,7 @@ fn missing_or_mistyped_metadata_key() {
     assert!(matches!(load_err(&p), Error::UnsupportedArch { .. }));
     // More layers declared than present: a missing tensor.
     let p = gguf(&d.path().join("layers"));
-    rewrite_gguf(&p, |md| {
+    common::rewrite_gguf(&p, |md| {
         for (k, v) in md.iter_mut() {
             if k == "llama.block_count" {
                 *v = gguf_file::Value::U32(3);
@@ -210,7 +181,7 @@ fn missing_files_shards_and_config() {
     let g = gguf(&d.path().join("notok"));
     std::fs::remove_file(g.with_file_name("tokenizer.json")).unwrap();
     Engine::load(&g, &opts()).expect("embedded tokenizer");
-    rewrite_gguf(&g, |md| md.retain(|(k, _)| k != "tokenizer.ggml.tokens"));
+    common::rewrite_gguf(&g, |md| md.retain(|(k, _)| k != "tokenizer.ggml.tokens"));
     let e = load_err(&g);
     assert!(
         matches!(&e, Error::MissingKey { path, key } if path == &g && key == "tokenizer.ggml.tokens"),
@@ -218,7 +189,7 @@ fn missing_files_shards_and_config() {
     );
     let g = gguf(&d.path().join("badtok"));
     std::fs::remove_file(g.with_file_name("tokenizer.json")).unwrap();
-    rewrite_gguf(&g, |md| {
+    common::rewrite_gguf(&g, |md| {
         for (k, v) in md.iter_mut() {
             if k == "tokenizer.ggml.merges" {
                 *v = gguf_file::Value::U32(7);
