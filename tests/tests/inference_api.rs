@@ -102,6 +102,11 @@ fn bad_requests_get_their_documented_errors_and_the_daemon_stays_up() {
         (br#"{"model":"demo-tiny","messages":[]}"#.to_vec(), 400, "invalid_request"),
         (b"{\"model\":\"demo-tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}".to_vec(), 400, "invalid_request"),
         (br#"{"model":"demo-tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":0}"#.to_vec(), 400, "invalid_request"),
+        (br#"{"model":"demo-tiny","messages":[{"role":"user","content":"hi"}],"temperature":-1}"#.to_vec(), 400, "invalid_request"),
+        (br#"{"model":"demo-tiny","messages":[{"role":"user","content":"hi"}],"top_p":1.5}"#.to_vec(), 400, "invalid_request"),
+        (br#"{"model":"demo-tiny","messages":[{"role":"user","content":"hi"}],"stop":[""]}"#.to_vec(), 400, "invalid_request"),
+        (br#"{"model":"demo-tiny","messages":[{"role":"user","content":"hi"}],"stop":5}"#.to_vec(), 400, "invalid_request"),
+        (br#"{"model":"demo-tiny","messages":[{"role":"wizard","content":"hi"}]}"#.to_vec(), 400, "invalid_request"),
         (format!(r#"{{"model":"demo-tiny","messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(10 << 20)).into_bytes(), 413, "request_too_large"),
         (format!(r#"{{"model":"demo-tiny","messages":[{{"role":"user","content":"{}"}}]}}"#, "word ".repeat(2000)).into_bytes(), 400, "invalid_request"),
     ];
