@@ -69,6 +69,7 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod model;
+mod qlinear;
 mod tokenizer;
 
 pub use candle_core::Device;
