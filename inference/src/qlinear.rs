@@ -1,13 +1,33 @@
-//! A linear layer over GGUF weights: `y = x · Wᵀ (+ b)`.
+//! A linear layer: `y = x · Wᵀ (+ b)`.
 //!
-//! `W` is a GGUF tensor of `rows × cols` (candle order: output features,
-//! input features) in any candle-supported type; F32/F16/BF16 weights are
-//! dequantized once, quantized ones stay in their blocks.
+//! `W` is `rows × cols` (output features, input features): a GGUF tensor
+//! in any candle-supported type (F32/F16/BF16 are dequantized once,
+//! quantized ones stay in their blocks) or a dense F32 tensor from
+//! safetensors.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
+
+/// A weight matrix as a file holds it.
+#[derive(Debug, Clone)]
+pub(crate) enum Matrix {
+    /// GGUF blocks (shared: a tied embedding is also the output matrix).
+    Quantized(Arc<QTensor>),
+    /// A dense F32 tensor.
+    Dense(Tensor),
+}
+
+impl Matrix {
+    /// candle's matmul over it (also its embedding lookup).
+    pub fn qmatmul(&self) -> Result<QMatMul> {
+        match self {
+            Matrix::Quantized(q) => QMatMul::from_arc(q.clone()),
+            Matrix::Dense(t) => Ok(QMatMul::Tensor(t.clone())),
+        }
+    }
+}
 
 /// A weight matrix, optionally with a bias, applied to the last dimension of
 /// its input. Cloning shares the weights.
@@ -15,24 +35,16 @@ use candle_core::{Module, Result, Tensor};
 pub(crate) struct QLinear {
     weight: QMatMul,
     bias: Option<Tensor>,
-    rows: usize,
 }
 
 impl QLinear {
     /// A layer from a 2-D weight (`rows × cols`) and an optional bias of
     /// `rows` elements.
-    pub fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
-        let (rows, _cols) = weight.shape().dims2()?;
+    pub fn new(weight: &Matrix, bias: Option<Tensor>) -> Result<Self> {
         Ok(QLinear {
-            weight: QMatMul::from_arc(Arc::new(weight))?,
+            weight: weight.qmatmul()?,
             bias,
-            rows,
         })
-    }
-
-    /// Output features.
-    pub fn rows(&self) -> usize {
-        self.rows
     }
 
     /// `x` is `(…, cols)`; the result is `(…, rows)`.
