@@ -370,6 +370,27 @@ impl Engine {
         self.state()?.forward(prompt, 0)
     }
 
+    /// Teacher forcing: the logits predicting each token of `continuation`
+    /// after `prompt` (one prompt pass, then one step per token; for tests
+    /// and comparisons with other implementations).
+    pub fn forced_logits(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let mut all = prompt.to_vec();
+        all.extend_from_slice(continuation);
+        check_prompt(&all, self.loaded.context, self.loaded.vocab)?;
+        let mut state = self.state()?;
+        let mut out = Vec::with_capacity(continuation.len());
+        out.push(state.forward(prompt, 0)?);
+        for (i, &t) in continuation
+            .iter()
+            .enumerate()
+            .take(continuation.len().saturating_sub(1))
+        {
+            out.push(state.forward(&[t], prompt.len() + i)?);
+        }
+        out.truncate(continuation.len());
+        Ok(out)
+    }
+
     fn state(&self) -> Result<State<'_>> {
         Ok(State {
             model: &self.loaded.weights,
