@@ -16,6 +16,7 @@ use crate::chat::{config_template, config_token, ChatTemplate, TemplateSource};
 use crate::decode::{check_prompt, Limits, Step};
 use crate::digest::{DigestCache, ModelDigest};
 use crate::error::{no_panic, Error, Result};
+use crate::info::ModelInfo;
 use crate::model::{load_gguf, load_safetensors, Loaded, ModelSource};
 use crate::transformer::{KvCache, Transformer};
 
@@ -273,6 +274,12 @@ impl Engine {
 
     pub fn source(&self) -> &ModelSource {
         &self.source
+    }
+
+    /// What the model declares about itself: size, quantisation, context,
+    /// license and provenance keys.
+    pub fn info(&self) -> &ModelInfo {
+        &self.loaded.info
     }
 
     /// The model's architecture.

@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::arch::{gguf_u32, Arch, Hyper, Role};
 use crate::digest::{digest_files, DigestCache, ModelDigest};
 use crate::error::{no_panic, Error, Result};
+use crate::info::ModelInfo;
 use crate::qlinear::Matrix;
 use crate::transformer::{Transformer, WeightSource};
 
@@ -200,6 +201,7 @@ fn exists(p: &Path) -> Result<()> {
 /// What was loaded: the network and the facts generation needs.
 pub(crate) struct Loaded {
     pub weights: Transformer,
+    pub info: ModelInfo,
     pub arch: Arch,
     pub vocab: usize,
     pub context: usize,
@@ -361,6 +363,7 @@ pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
         .collect();
     let bos = gguf_u32(path, md, "tokenizer.ggml.bos_token_id")?.map(|t| t as u32);
 
+    let info = ModelInfo::from_gguf(&hp, &content);
     let ctx = path.display().to_string();
     let weights = no_panic(&ctx, || {
         let mut src = GgufWeights {
@@ -382,6 +385,7 @@ pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
     })?;
     Ok(Loaded {
         weights,
+        info,
         arch: hp.arch,
         vocab,
         context: hp.context,
@@ -486,9 +490,12 @@ pub(crate) fn load_safetensors(
         .copied();
 
     let mut found: HashMap<String, (PathBuf, Vec<usize>, safetensors::Dtype)> = HashMap::new();
+    let mut elements = Vec::new();
     for shard in shards {
         let md = safetensors_header(shard)?;
         for (name, info) in md.tensors() {
+            let n = info.shape.iter().product::<usize>() as u64;
+            elements.push((format!("{:?}", info.dtype), n));
             found.insert(name, (shard.clone(), info.shape.clone(), info.dtype));
         }
     }
@@ -516,6 +523,7 @@ pub(crate) fn load_safetensors(
         }
     }
 
+    let info = ModelInfo::from_safetensors(&hp, elements.into_iter(), &raw);
     let ctx = dir.display().to_string();
     let weights = no_panic(&ctx, || {
         // SAFETY: the shards are memory-mapped read-only; cairn requires that
@@ -532,6 +540,7 @@ pub(crate) fn load_safetensors(
     })?;
     Ok(Loaded {
         weights,
+        info,
         arch: hp.arch,
         vocab: hp.vocab,
         context: hp.context,

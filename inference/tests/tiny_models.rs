@@ -305,3 +305,37 @@ fn generator_is_deterministic_and_digest_covers_every_file() {
     let ec = Engine::load(&c, &opts()).unwrap();
     assert_ne!(ec.digest().digest, ea.digest().digest);
 }
+
+/// The model's metadata: architecture, parameter count, quantisation and
+/// provenance keys, from either format.
+#[test]
+fn model_info_describes_size_quantization_and_provenance() {
+    let d = tempfile::tempdir().unwrap();
+    let [llama, qwen] = specs();
+    let q = generate(&qwen, Format::Gguf(GgufType::Q8_0), &d.path().join("q")).unwrap();
+    let e = Engine::load(&q, &opts()).unwrap();
+    let info = e.info();
+    assert_eq!(info.arch, Arch::Qwen2);
+    assert_eq!(info.quantization, "Q8_0");
+    assert_eq!(
+        (info.hidden_size, info.layers, info.heads, info.kv_heads),
+        (64, 2, 4, 2)
+    );
+    assert_eq!(info.context_length, 256);
+    // Tied: the embedding (300 × 64) and no output matrix; per layer
+    // Q, K, V, O, gate, up, down, two norms and three biases; the final norm.
+    let per_layer = 64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 128 * 64 + 2 * 64 + 64 + 2 * 32;
+    assert_eq!(info.parameters, (300 * 64 + 2 * per_layer + 64) as u64);
+    assert_eq!(info.tensor_types["F32"], (2 * (2 * 64 + 128) + 64) as u64);
+    assert_eq!(info.provenance["general.name"], "cairn generated qwen2");
+    let s = generate(
+        &llama,
+        Format::Safetensors { shards: 1 },
+        &d.path().join("s"),
+    )
+    .unwrap();
+    let info = Engine::load(&s, &opts()).unwrap().info().clone();
+    assert_eq!(info.quantization, "F32");
+    assert_eq!(info.provenance["torch_dtype"], "float32");
+    assert_eq!(info.vocab_size, 300);
+}

@@ -107,6 +107,7 @@ impl Pool {
                         "arch": engine.arch(),
                         "context": engine.context_len(),
                         "vocab": engine.vocab_size(),
+                        "info": engine.info(),
                         "files": engine.digest().listing(),
                     }),
                 );

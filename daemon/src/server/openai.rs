@@ -102,6 +102,7 @@ pub(super) async fn models(State(s): State<AppState>) -> impl IntoResponse {
             serde_json::json!({
                 "id": m.name, "object": "model", "owned_by": "cairn",
                 "cairn": {"digest": m.digest, "arch": m.engine.arch(), "context": m.engine.context_len(),
+                          "info": m.engine.info(),
                           "template": m.engine.chat_template().source(),
                           "default": default.as_deref() == Some(m.name.as_str())}
             })
