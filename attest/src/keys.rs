@@ -278,6 +278,15 @@ pub trait Signer: Send + Sync {
     /// Signs `msg` with ML-DSA context `ctx` (ignored by Ed25519). An error
     /// means no signature was made (device lost, key unusable).
     fn sign(&self, msg: &[u8], ctx: &[u8]) -> Result<Vec<u8>>;
+
+    /// Whether signing the same message on several threads at once, and
+    /// keeping the first signature, is cheap and harmless. True for
+    /// software ML-DSA (hedged signing: each attempt draws fresh randomness
+    /// and its rejection loop runs a random number of rounds, so the first
+    /// of two finishes sooner); false by default, and for devices.
+    fn can_race(&self) -> bool {
+        false
+    }
 }
 
 /// A software ML-DSA-65 key, expanded from a 32-byte seed, mlocked.
@@ -300,6 +309,10 @@ impl SoftwareMlDsa65 {
 impl Signer for SoftwareMlDsa65 {
     fn public_key(&self) -> &PublicKey {
         &self.public
+    }
+
+    fn can_race(&self) -> bool {
+        true
     }
 
     fn sign(&self, msg: &[u8], ctx: &[u8]) -> Result<Vec<u8>> {
