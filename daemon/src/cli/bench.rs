@@ -55,6 +55,10 @@ pub(super) enum BenchCommand {
         /// their commitments (`hash-only`).
         #[arg(long, default_value = "store", value_parser = ["store", "hash-only"])]
         payloads: String,
+        /// Signing threads (0: one per core, cairnd's default; 1 turns off
+        /// racing idle signers on a lone record).
+        #[arg(long, default_value_t = 0)]
+        signing_threads: usize,
     },
     /// Prompt-processing and decode tokens/s of a model file, to compare
     /// with llama.cpp's `llama-bench -p 128 -n 64 -t N` on the same file.
@@ -93,7 +97,15 @@ pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             requests,
             gen_tokens,
             payloads,
-        } => super::bench_gate::run(model, &clients, requests, gen_tokens, payloads == "store"),
+            signing_threads,
+        } => super::bench_gate::run(
+            model,
+            &clients,
+            requests,
+            gen_tokens,
+            payloads == "store",
+            signing_threads,
+        ),
         BenchCommand::Inference {
             model,
             threads,

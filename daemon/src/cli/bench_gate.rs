@@ -26,6 +26,7 @@ pub(super) fn run(
     requests: u64,
     gen_tokens: usize,
     store_payloads: bool,
+    signing_threads: usize,
 ) -> anyhow::Result<ExitCode> {
     if requests == 0 || clients.contains(&0) || gen_tokens == 0 {
         bail!("--requests, --clients and --gen-tokens must be at least 1");
@@ -54,7 +55,8 @@ pub(super) fn run(
     });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "cairn bench gate: {requests} requests per level, {cores} cores, payloads {}, model {} ({})",
+        "cairn bench gate: {requests} requests per level, {cores} cores, {} signing threads, payloads {}, model {} ({})",
+        if signing_threads == 0 { cores } else { signing_threads },
         if store_payloads { "stored" } else { "hash-only" },
         model_path.display(),
         model.digest
@@ -65,6 +67,7 @@ pub(super) fn run(
         } else {
             PayloadPolicy::HashOnly
         },
+        signing_threads,
         ..LedgerConfig::default()
     };
     let (generation, gen_time) = time_generation(&model.engine, gen_tokens)?;
