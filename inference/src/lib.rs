@@ -68,6 +68,7 @@ pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod kernels;
 pub mod model;
 mod qlinear;
 mod tokenizer;
