@@ -8,6 +8,8 @@
 //! --bench qmatmul`; `RAYON_NUM_THREADS` sets our thread count.
 
 use cairn_inference::kernels::QuantizedWeights;
+use std::sync::Arc;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -27,9 +29,9 @@ fn qmatmul(c: &mut Criterion) {
     let dev = Device::Cpu;
     for (model, matrix, dtype, rows, cols) in SHAPES {
         let w = Tensor::randn(0f32, 1.0, (rows, cols), &dev).unwrap();
-        let q = QTensor::quantize(&w, dtype).unwrap();
-        let ours = QuantizedWeights::from_qtensor(&q).unwrap().unwrap();
-        let theirs = QMatMul::from_qtensor(q).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
+        let ours = QuantizedWeights::new(q.clone()).unwrap().unwrap();
+        let theirs = QMatMul::from_arc(q).unwrap();
         for tokens in [1, 128] {
             let x = Tensor::randn(0f32, 1.0, (tokens, cols), &dev).unwrap();
             let name = format!("{model} {matrix} {dtype:?} {rows}x{cols}, {tokens} tok");

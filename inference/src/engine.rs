@@ -7,16 +7,17 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
-use candle_transformers::models::llama;
+use candle_core::Device;
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
+use crate::arch::Arch;
 use crate::chat::{config_template, config_token, ChatTemplate, TemplateSource};
 use crate::decode::{check_prompt, Limits, Step};
 use crate::digest::{DigestCache, ModelDigest};
 use crate::error::{no_panic, Error, Result};
-use crate::model::{load_gguf, load_safetensors, Loaded, ModelSource, Weights};
+use crate::model::{load_gguf, load_safetensors, Loaded, ModelSource};
+use crate::transformer::{KvCache, Transformer};
 
 /// How to load.
 #[derive(Debug, Clone)]
@@ -168,7 +169,6 @@ pub struct Engine {
     /// `loaded.eos` plus the template's end-of-turn tokens.
     eos: Vec<u32>,
     loaded: Loaded,
-    device: Device,
 }
 
 /// End-of-turn tokens of common chat templates: they end generation when the
@@ -186,7 +186,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("source", &self.source)
             .field("digest", &self.digest.digest)
-            .field("arch", &self.loaded.arch)
+            .field("arch", &self.loaded.arch.name())
             .finish_non_exhaustive()
     }
 }
@@ -251,7 +251,6 @@ impl Engine {
             template,
             eos,
             loaded,
-            device: opts.device.clone(),
         })
     }
 
@@ -276,9 +275,9 @@ impl Engine {
         &self.source
     }
 
-    /// `llama` (so far).
-    pub fn arch(&self) -> &str {
-        &self.loaded.arch
+    /// The model's architecture.
+    pub fn arch(&self) -> Arch {
+        self.loaded.arch
     }
 
     /// The model's vocabulary (rows of the embedding).
@@ -372,61 +371,26 @@ impl Engine {
     }
 
     fn state(&self) -> Result<State<'_>> {
-        Ok(match &self.loaded.weights {
-            Weights::Gguf(w) => {
-                let mut w = w.clone();
-                w.clear_kv_cache();
-                State::Gguf {
-                    weights: w,
-                    device: &self.device,
-                }
-            }
-            Weights::Llama {
-                model,
-                config,
-                dtype,
-            } => State::Llama {
-                model,
-                cache: llama::Cache::new(true, *dtype, config, &self.device)
-                    .map_err(|e| Error::candle("creating the KV cache", e))?,
-                device: &self.device,
-            },
+        Ok(State {
+            model: &self.loaded.weights,
+            cache: self.loaded.weights.new_cache(),
         })
     }
 }
 
-/// One request's model state (its own KV cache).
-enum State<'a> {
-    Gguf {
-        weights: candle_transformers::models::quantized_llama::ModelWeights,
-        device: &'a Device,
-    },
-    Llama {
-        model: &'a llama::Llama,
-        cache: llama::Cache,
-        device: &'a Device,
-    },
+/// One request's model state: the shared weights and its own KV cache.
+struct State<'a> {
+    model: &'a Transformer,
+    cache: KvCache,
 }
 
 impl Step for State<'_> {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
         no_panic("forward pass", || {
-            let device = match self {
-                State::Gguf { device, .. } | State::Llama { device, .. } => *device,
-            };
-            let input = Tensor::new(tokens, device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(|e| Error::candle("input", e))?;
-            let logits = match self {
-                State::Gguf { weights, .. } => weights.forward(&input, pos),
-                State::Llama { model, cache, .. } => model.forward(&input, pos, cache),
-            }
-            .map_err(|e| Error::candle("forward pass", e))?;
-            logits
-                .flatten_all()
-                .and_then(|l| l.to_dtype(candle_core::DType::F32))
+            self.model
+                .forward(tokens, pos, &mut self.cache)
                 .and_then(|l| l.to_vec1::<f32>())
-                .map_err(|e| Error::candle("logits", e))
+                .map_err(|e| Error::candle("forward pass", e))
         })
     }
 }

@@ -11,11 +11,13 @@
 //!   every behaviour-determining file (weights, `tokenizer.json`,
 //!   `config.json`, `tokenizer_config.json` …), streamed, with a
 //!   (path, size, mtime)-keyed JSON cache.
-//! - **Loading** ([`Engine::load`]): Llama from a GGUF file
-//!   (`quantized_llama`, any candle-supported quantization; tensors are read
-//!   one at a time through a buffered reader) or from a Hugging Face
-//!   safetensors directory (`llama`, single file or sharded with an index,
-//!   memory-mapped). The tokenizer is a `tokenizer.json`; a GGUF file
+//! - **Loading** ([`Engine::load`]): Llama and Qwen2 ([`arch`]) from a GGUF
+//!   file (any candle-supported quantization; tensors are read one at a
+//!   time through a buffered reader) or from a Hugging Face safetensors
+//!   directory (single file or sharded with an index, memory-mapped,
+//!   converted to F32). One forward pass serves both formats and both
+//!   architectures (`transformer`); every weight product goes through one
+//!   linear layer (`qlinear`). The tokenizer is a `tokenizer.json`; a GGUF file
 //!   without one beside it uses the byte-level BPE tokenizer embedded in its
 //!   metadata (`tokenizer.ggml.model = "gpt2"`; the GGUF's digest covers
 //!   it). Every malformed input gives an [`Error`] naming the file.
@@ -35,13 +37,15 @@
 //! - **Scheduling**: each call runs on the calling thread with its own KV
 //!   cache; one `Engine` (shared through an `Arc`) serves concurrent
 //!   requests, which share only the read-only weights. No batching.
-//! - **Tiny models** ([`generate`]): seeded random-weight Llamas written as
-//!   safetensors + `config.json` or GGUF (F32/F16/Q8_0/Q4_0) with the
-//!   metadata llama.cpp expects, and a byte-level BPE `tokenizer.json`.
+//! - **Generated models** ([`generate`]): seeded random-weight Llama and
+//!   Qwen2 models, tiny or with a real model's dimensions, written as
+//!   safetensors + `config.json` or GGUF (F32/F16/Q8_0/Q4_0/Q4_1/Q4_K_M)
+//!   with the metadata llama.cpp expects, and a byte-level BPE
+//!   `tokenizer.json`.
 //!
 //! ## Not yet
 //!
-//! Qwen2, batching, embedded GGUF tokenizers other than byte-level BPE
+//! Batching, sliding-window attention, embedded GGUF tokenizers other than byte-level BPE
 //! (SentencePiece `llama` tokenizers need a `tokenizer.json`), tool calls in
 //! chat templates (`tools` is undefined), `strftime_now` in templates.
 //!
@@ -62,6 +66,7 @@
 //!
 //! With the `cuda` feature, pass a CUDA [`Device`] in [`LoadOptions`].
 
+pub mod arch;
 pub mod chat;
 mod decode;
 pub mod digest;
@@ -72,7 +77,9 @@ pub mod kernels;
 pub mod model;
 mod qlinear;
 mod tokenizer;
+mod transformer;
 
+pub use arch::Arch;
 pub use candle_core::Device;
 pub use chat::{ChatTemplate, Message, TemplateSource};
 pub use digest::{digest_files, DigestCache, ModelDigest};

@@ -10,12 +10,16 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file;
-use candle_core::{DType, Device};
-use candle_transformers::models::{llama, quantized_llama};
+use std::sync::Arc;
 
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::{DType, Device, Tensor};
+
+use crate::arch::{gguf_u32, Arch, Hyper, Role};
 use crate::digest::{digest_files, DigestCache, ModelDigest};
 use crate::error::{no_panic, Error, Result};
+use crate::qlinear::Matrix;
+use crate::transformer::{Transformer, WeightSource};
 
 /// Where a model's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,59 +199,12 @@ fn exists(p: &Path) -> Result<()> {
 
 /// What was loaded: the network and the facts generation needs.
 pub(crate) struct Loaded {
-    pub weights: Weights,
-    pub arch: String,
+    pub weights: Transformer,
+    pub arch: Arch,
     pub vocab: usize,
     pub context: usize,
     pub eos: Vec<u32>,
     pub bos: Option<u32>,
-}
-
-/// The network. GGUF weights carry their KV cache inside, so each request
-/// runs on a clone (tensors are reference-counted: cloning copies no
-/// weights) whose cache starts empty; safetensors Llama keeps its cache in a
-/// separate [`llama::Cache`], made fresh per request.
-pub(crate) enum Weights {
-    Gguf(quantized_llama::ModelWeights),
-    Llama {
-        model: llama::Llama,
-        config: llama::Config,
-        dtype: DType,
-    },
-}
-
-// --------------------------------------------------------------------- GGUF
-
-/// Keys `quantized_llama` requires (U32 unless noted).
-const GGUF_U32_KEYS: [&str; 6] = [
-    "llama.attention.head_count",
-    "llama.attention.head_count_kv",
-    "llama.block_count",
-    "llama.embedding_length",
-    "llama.rope.dimension_count",
-    "llama.feed_forward_length",
-];
-const GGUF_EPS_KEY: &str = "llama.attention.layer_norm_rms_epsilon";
-
-fn gguf_u32(path: &Path, md: &HashMap<String, gguf_file::Value>, key: &str) -> Result<Option<u32>> {
-    match md.get(key) {
-        None => Ok(None),
-        Some(gguf_file::Value::U32(v)) => Ok(Some(*v)),
-        Some(v) => Err(Error::BadKey {
-            path: path.to_path_buf(),
-            key: key.into(),
-            reason: format!("expected a U32, found {:?}", v.value_type()),
-        }),
-    }
-}
-
-fn gguf_req_u32(path: &Path, md: &HashMap<String, gguf_file::Value>, key: &str) -> Result<usize> {
-    gguf_u32(path, md, key)?
-        .map(|v| v as usize)
-        .ok_or_else(|| Error::MissingKey {
-            path: path.to_path_buf(),
-            key: key.into(),
-        })
 }
 
 fn unwrap_backtrace(e: &candle_core::Error) -> &candle_core::Error {
@@ -257,16 +214,7 @@ fn unwrap_backtrace(e: &candle_core::Error) -> &candle_core::Error {
     }
 }
 
-fn check_f32(path: &Path, key: &str, v: &gguf_file::Value) -> Result<()> {
-    match v {
-        gguf_file::Value::F32(x) if x.is_finite() => Ok(()),
-        _ => Err(Error::BadKey {
-            path: path.to_path_buf(),
-            key: key.into(),
-            reason: format!("expected a finite F32, found {:?}", v.value_type()),
-        }),
-    }
-}
+// --------------------------------------------------------------------- GGUF
 
 /// Reads and checks a GGUF file's header; returns the parsed content.
 pub(crate) fn read_gguf_header(
@@ -303,6 +251,89 @@ pub(crate) fn read_gguf_header(
     })
 }
 
+/// Llama 3.x's rotary frequency divisors, when the file has them.
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
+/// Checks that tensor `name` exists with `shape` and that its data lies
+/// inside the file.
+fn check_gguf_tensor(
+    path: &Path,
+    content: &gguf_file::Content,
+    file_len: u64,
+    name: &str,
+    shape: &[usize],
+) -> Result<()> {
+    let info = content
+        .tensor_infos
+        .get(name)
+        .ok_or_else(|| Error::MissingTensor {
+            path: path.into(),
+            tensor: name.into(),
+        })?;
+    if info.shape.dims() != shape {
+        return Err(Error::TensorShape {
+            path: path.into(),
+            tensor: name.into(),
+            found: info.shape.dims().to_vec(),
+            expected: shape.to_vec(),
+        });
+    }
+    let elems = info.shape.elem_count();
+    let block = info.ggml_dtype.block_size();
+    if elems % block != 0 {
+        return Err(Error::Gguf {
+            path: path.into(),
+            reason: format!("tensor {name}: {elems} elements, not a multiple of {block}"),
+        });
+    }
+    let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
+    let needed = content
+        .tensor_data_offset
+        .saturating_add(info.offset)
+        .saturating_add(bytes);
+    if needed > file_len {
+        return Err(Error::Truncated {
+            path: path.into(),
+            tensor: name.into(),
+            needed,
+            len: file_len,
+        });
+    }
+    Ok(())
+}
+
+/// GGUF tensors by role, read one at a time.
+struct GgufWeights<'a> {
+    path: &'a Path,
+    content: &'a gguf_file::Content,
+    reader: &'a mut BufReader<File>,
+    device: &'a Device,
+}
+
+impl GgufWeights<'_> {
+    fn read(&mut self, name: &str) -> Result<QTensor> {
+        self.content
+            .tensor(self.reader, name, self.device)
+            .map_err(|e| Error::candle(format!("{}: tensor {name}", self.path.display()), e))
+    }
+
+    fn read_vector(&mut self, name: &str) -> Result<Tensor> {
+        let t = self.read(name)?;
+        t.dequantize(self.device)
+            .map_err(|e| Error::candle(format!("{}: tensor {name}", self.path.display()), e))
+    }
+}
+
+impl WeightSource for GgufWeights<'_> {
+    fn matrix(&mut self, role: Role) -> Result<Matrix> {
+        Ok(Matrix::Quantized(Arc::new(self.read(&role.gguf_name())?)))
+    }
+
+    fn vector(&mut self, role: Role) -> Result<Tensor> {
+        self.read_vector(&role.gguf_name())
+    }
+}
+
 pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -310,179 +341,50 @@ pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
     let content = read_gguf_header(path, &mut reader)?;
     let md = &content.metadata;
 
-    let arch_key = "general.architecture";
-    let arch = match md.get(arch_key) {
-        None => {
-            return Err(Error::MissingKey {
-                path: path.into(),
-                key: arch_key.into(),
-            })
-        }
-        Some(gguf_file::Value::String(s)) => s.clone(),
-        Some(v) => {
-            return Err(Error::BadKey {
-                path: path.into(),
-                key: arch_key.into(),
-                reason: format!("expected a string, found {:?}", v.value_type()),
-            })
-        }
-    };
-    if arch != "llama" {
-        return Err(Error::UnsupportedArch {
-            path: path.into(),
-            arch,
-        });
-    }
-    let mut dims = HashMap::new();
-    for key in GGUF_U32_KEYS {
-        dims.insert(key, gguf_req_u32(path, md, key)?);
-    }
-    match md.get(GGUF_EPS_KEY) {
-        None => {
-            return Err(Error::MissingKey {
-                path: path.into(),
-                key: GGUF_EPS_KEY.into(),
-            })
-        }
-        Some(v) => check_f32(path, GGUF_EPS_KEY, v)?,
-    }
-    if let Some(v) = md.get("llama.rope.freq_base") {
-        check_f32(path, "llama.rope.freq_base", v)?;
-    }
-    if gguf_u32(path, md, "llama.expert_count")?.unwrap_or(0) > 1 {
-        return Err(Error::UnsupportedArch {
-            path: path.into(),
-            arch: "llama (mixture of experts)".into(),
-        });
-    }
-    let heads = dims["llama.attention.head_count"];
-    let kv_heads = dims["llama.attention.head_count_kv"];
-    let hidden = dims["llama.embedding_length"];
-    let layers = dims["llama.block_count"];
-    let ffn = dims["llama.feed_forward_length"];
-    let rope_dim = dims["llama.rope.dimension_count"];
-    let bad = |key: &str, reason: &str| Error::BadKey {
-        path: path.into(),
-        key: key.into(),
-        reason: reason.into(),
-    };
-    if heads == 0 || hidden % heads != 0 {
-        return Err(bad(
-            "llama.attention.head_count",
-            "must be non-zero and divide llama.embedding_length",
-        ));
-    }
-    if kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(bad(
-            "llama.attention.head_count_kv",
-            "must be non-zero and divide llama.attention.head_count",
-        ));
-    }
-    let head_dim = hidden / heads;
-    if rope_dim != head_dim {
-        return Err(bad(
-            "llama.rope.dimension_count",
-            "must equal embedding_length / head_count (partial RoPE is not supported)",
-        ));
-    }
-
-    // Tensors: presence, shape (candle order: rows, columns), extent.
+    let embed = Role::Embed.gguf_name();
     let vocab = content
         .tensor_infos
-        .get("token_embd.weight")
+        .get(&embed)
         .map(|t| t.shape.dims().first().copied().unwrap_or(0))
         .ok_or_else(|| Error::MissingTensor {
             path: path.into(),
-            tensor: "token_embd.weight".into(),
+            tensor: embed,
         })?;
-    let mut expected: Vec<(String, Vec<usize>)> = vec![
-        ("token_embd.weight".into(), vec![vocab, hidden]),
-        ("output_norm.weight".into(), vec![hidden]),
-    ];
-    if content.tensor_infos.contains_key("output.weight") {
-        expected.push(("output.weight".into(), vec![vocab, hidden]));
+    let tied = !content.tensor_infos.contains_key(&Role::Output.gguf_name());
+    let mut hp = Hyper::from_gguf(path, md, vocab, tied)?;
+    for (role, shape) in hp.tensors() {
+        check_gguf_tensor(path, &content, file_len, &role.gguf_name(), &shape)?;
     }
-    for l in 0..layers {
-        let p = format!("blk.{l}");
-        expected.extend([
-            (format!("{p}.attn_norm.weight"), vec![hidden]),
-            (format!("{p}.ffn_norm.weight"), vec![hidden]),
-            (format!("{p}.attn_q.weight"), vec![heads * head_dim, hidden]),
-            (
-                format!("{p}.attn_k.weight"),
-                vec![kv_heads * head_dim, hidden],
-            ),
-            (
-                format!("{p}.attn_v.weight"),
-                vec![kv_heads * head_dim, hidden],
-            ),
-            (
-                format!("{p}.attn_output.weight"),
-                vec![hidden, heads * head_dim],
-            ),
-            (format!("{p}.ffn_gate.weight"), vec![ffn, hidden]),
-            (format!("{p}.ffn_up.weight"), vec![ffn, hidden]),
-            (format!("{p}.ffn_down.weight"), vec![hidden, ffn]),
-        ]);
-    }
-    for (name, shape) in &expected {
-        let info = content
-            .tensor_infos
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor {
-                path: path.into(),
-                tensor: name.clone(),
-            })?;
-        if info.shape.dims() != shape.as_slice() {
-            return Err(Error::TensorShape {
-                path: path.into(),
-                tensor: name.clone(),
-                found: info.shape.dims().to_vec(),
-                expected: shape.clone(),
-            });
-        }
-        let elems = info.shape.elem_count();
-        let block = info.ggml_dtype.block_size();
-        if elems % block != 0 {
-            return Err(Error::Gguf {
-                path: path.into(),
-                reason: format!("tensor {name}: {elems} elements, not a multiple of {block}"),
-            });
-        }
-        let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
-        let needed = content
-            .tensor_data_offset
-            .saturating_add(info.offset)
-            .saturating_add(bytes);
-        if needed > file_len {
-            return Err(Error::Truncated {
-                path: path.into(),
-                tensor: name.clone(),
-                needed,
-                len: file_len,
-            });
-        }
-    }
-
-    let context = gguf_u32(path, md, "llama.context_length")?
-        .map(|c| c as usize)
-        .unwrap_or(quantized_llama::MAX_SEQ_LEN)
-        .min(quantized_llama::MAX_SEQ_LEN);
     let eos = gguf_u32(path, md, "tokenizer.ggml.eos_token_id")?
+        .map(|t| t as u32)
         .into_iter()
         .collect();
-    let bos = gguf_u32(path, md, "tokenizer.ggml.bos_token_id")?;
+    let bos = gguf_u32(path, md, "tokenizer.ggml.bos_token_id")?.map(|t| t as u32);
 
     let ctx = path.display().to_string();
     let weights = no_panic(&ctx, || {
-        quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)
-            .map_err(|e| Error::candle(ctx.clone(), e))
+        let mut src = GgufWeights {
+            path,
+            content: &content,
+            reader: &mut reader,
+            device,
+        };
+        if content.tensor_infos.contains_key(ROPE_FREQS) {
+            check_gguf_tensor(path, &content, file_len, ROPE_FREQS, &[hp.head_dim() / 2])?;
+            let f = src
+                .read_vector(ROPE_FREQS)?
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| Error::candle(format!("{ctx}: {ROPE_FREQS}"), e))?;
+            hp = hp.clone().with_rope_factors(path, f)?;
+        }
+        Transformer::load(hp.clone(), &mut src, device)
     })?;
     Ok(Loaded {
-        weights: Weights::Gguf(weights),
-        arch,
+        weights,
+        arch: hp.arch,
         vocab,
-        context,
+        context: hp.context,
         eos,
         bos,
     })
@@ -526,6 +428,49 @@ fn safetensors_header(path: &Path) -> Result<safetensors::tensor::Metadata> {
     Ok(md)
 }
 
+/// Memory-mapped safetensors shards, tensors by role, converted to F32.
+struct SafetensorsWeights<'a> {
+    tensors: candle_core::safetensors::MmapedSafetensors,
+    device: &'a Device,
+    dir: &'a Path,
+}
+
+impl SafetensorsWeights<'_> {
+    fn read(&self, role: Role) -> Result<Tensor> {
+        let name = role.hf_name();
+        self.tensors
+            .load(&name, self.device)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(|e| Error::candle(format!("{}: tensor {name}", self.dir.display()), e))
+    }
+}
+
+impl WeightSource for SafetensorsWeights<'_> {
+    fn matrix(&mut self, role: Role) -> Result<Matrix> {
+        Ok(Matrix::Dense(self.read(role)?))
+    }
+
+    fn vector(&mut self, role: Role) -> Result<Tensor> {
+        self.read(role)
+    }
+}
+
+/// A token id or a list of them (config.json's `eos_token_id`).
+fn config_ids(path: &Path, raw: &serde_json::Value, key: &str) -> Result<Vec<u32>> {
+    let one = |v: &serde_json::Value| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                Error::invalid(path, format!("{key} must be a token id or a list of them"))
+            })
+    };
+    match raw.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(vec![]),
+        Some(serde_json::Value::Array(a)) => a.iter().map(one).collect(),
+        Some(v) => Ok(vec![one(v)?]),
+    }
+}
+
 pub(crate) fn load_safetensors(
     config_path: &Path,
     shards: &[PathBuf],
@@ -534,35 +479,11 @@ pub(crate) fn load_safetensors(
     let text = std::fs::read(config_path).map_err(|e| Error::io(config_path, e))?;
     let raw: serde_json::Value = serde_json::from_slice(&text)
         .map_err(|e| Error::invalid(config_path, format!("not JSON: {e}")))?;
-    if let Some(mt) = raw.get("model_type").and_then(|v| v.as_str()) {
-        if mt != "llama" {
-            return Err(Error::UnsupportedArch {
-                path: config_path.into(),
-                arch: mt.into(),
-            });
-        }
-    }
-    let cfg: llama::LlamaConfig = serde_json::from_value(raw)
-        .map_err(|e| Error::invalid(config_path, format!("not a Llama config: {e}")))?;
-    let config = cfg.into_config(false);
-    let (hidden, heads) = (config.hidden_size, config.num_attention_heads);
-    let kv_heads = config.num_key_value_heads;
-    if heads == 0 || hidden % heads != 0 || kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(Error::invalid(
-            config_path,
-            "num_attention_heads must divide hidden_size, num_key_value_heads must divide num_attention_heads",
-        ));
-    }
-    if config.vocab_size == 0 || config.max_position_embeddings == 0 {
-        return Err(Error::invalid(
-            config_path,
-            "vocab_size and max_position_embeddings must be non-zero",
-        ));
-    }
-    let hd = hidden / heads;
-    if hd % 2 != 0 {
-        return Err(Error::invalid(config_path, "head dimension must be even"));
-    }
+    let hp = Hyper::from_config(config_path, &raw)?;
+    let eos = config_ids(config_path, &raw, "eos_token_id")?;
+    let bos = config_ids(config_path, &raw, "bos_token_id")?
+        .first()
+        .copied();
 
     let mut found: HashMap<String, (PathBuf, Vec<usize>, safetensors::Dtype)> = HashMap::new();
     for shard in shards {
@@ -571,52 +492,19 @@ pub(crate) fn load_safetensors(
             found.insert(name, (shard.clone(), info.shape.clone(), info.dtype));
         }
     }
-    let (v, i) = (config.vocab_size, config.intermediate_size);
-    let mut expected: Vec<(String, Vec<usize>)> = vec![
-        ("model.embed_tokens.weight".into(), vec![v, hidden]),
-        ("model.norm.weight".into(), vec![hidden]),
-    ];
-    if !config.tie_word_embeddings {
-        expected.push(("lm_head.weight".into(), vec![v, hidden]));
-    }
-    for l in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        expected.extend([
-            (format!("{p}.input_layernorm.weight"), vec![hidden]),
-            (format!("{p}.post_attention_layernorm.weight"), vec![hidden]),
-            (
-                format!("{p}.self_attn.q_proj.weight"),
-                vec![heads * hd, hidden],
-            ),
-            (
-                format!("{p}.self_attn.k_proj.weight"),
-                vec![kv_heads * hd, hidden],
-            ),
-            (
-                format!("{p}.self_attn.v_proj.weight"),
-                vec![kv_heads * hd, hidden],
-            ),
-            (
-                format!("{p}.self_attn.o_proj.weight"),
-                vec![hidden, heads * hd],
-            ),
-            (format!("{p}.mlp.gate_proj.weight"), vec![i, hidden]),
-            (format!("{p}.mlp.up_proj.weight"), vec![i, hidden]),
-            (format!("{p}.mlp.down_proj.weight"), vec![hidden, i]),
-        ]);
-    }
     let dir = config_path.parent().unwrap_or(Path::new("."));
-    for (name, shape) in &expected {
-        let (file, got, dtype) = found.get(name).ok_or_else(|| Error::MissingTensor {
+    for (role, shape) in hp.tensors() {
+        let name = role.hf_name();
+        let (file, got, dtype) = found.get(&name).ok_or_else(|| Error::MissingTensor {
             path: dir.to_path_buf(),
             tensor: name.clone(),
         })?;
-        if got != shape {
+        if *got != shape {
             return Err(Error::TensorShape {
                 path: file.clone(),
-                tensor: name.clone(),
+                tensor: name,
                 found: got.clone(),
-                expected: shape.clone(),
+                expected: shape,
             });
         }
         use safetensors::Dtype as D;
@@ -628,36 +516,26 @@ pub(crate) fn load_safetensors(
         }
     }
 
-    // F32 on the CPU (no fast half-precision matmul there); half on a GPU.
-    let dtype = if device.is_cpu() {
-        DType::F32
-    } else {
-        DType::F16
-    };
     let ctx = dir.display().to_string();
-    let model = no_panic(&ctx, || {
+    let weights = no_panic(&ctx, || {
         // SAFETY: the shards are memory-mapped read-only; cairn requires that
         // model files are not modified while loaded (the digest would lie
         // too). Their headers and extents were checked above.
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(shards, dtype, device) }
+        let tensors = unsafe { candle_core::safetensors::MmapedSafetensors::multi(shards) }
             .map_err(|e| Error::candle(ctx.clone(), e))?;
-        llama::Llama::load(vb, &config).map_err(|e| Error::candle(ctx.clone(), e))
+        let mut src = SafetensorsWeights {
+            tensors,
+            device,
+            dir,
+        };
+        Transformer::load(hp.clone(), &mut src, device)
     })?;
-    let eos = match &config.eos_token_id {
-        None => vec![],
-        Some(llama::LlamaEosToks::Single(t)) => vec![*t],
-        Some(llama::LlamaEosToks::Multiple(ts)) => ts.clone(),
-    };
     Ok(Loaded {
-        arch: "llama".into(),
-        vocab: config.vocab_size,
-        context: config.max_position_embeddings,
-        bos: config.bos_token_id,
+        weights,
+        arch: hp.arch,
+        vocab: hp.vocab,
+        context: hp.context,
         eos,
-        weights: Weights::Llama {
-            model,
-            config,
-            dtype,
-        },
+        bos,
     })
 }

@@ -1,10 +1,11 @@
-//! A linear layer over GGUF weights: `y = x · Wᵀ (+ b)`.
+//! A linear layer: `y = x · Wᵀ (+ b)`.
 //!
-//! `W` is a GGUF tensor of `rows × cols` (candle order: output features,
-//! input features) in any candle-supported type. On the CPU, Q4_0, Q4_1 and
-//! Q8_0 weights go through our own kernels ([`crate::kernels`]); everything
-//! else through candle's `QMatMul` (F32/F16/BF16 weights are dequantized
-//! once, quantized ones stay in their blocks).
+//! `W` is `rows × cols` (output features, input features): a GGUF tensor
+//! in any candle-supported type (F32/F16/BF16 are dequantized once,
+//! quantized ones stay in their blocks) or a dense F32 tensor from
+//! safetensors. On the CPU, Q4_0, Q4_1 and Q8_0 GGUF weights are multiplied
+//! by our own kernels ([`crate::kernels`]), everything else by candle's
+//! `QMatMul`.
 //!
 //! Setting the environment variable `CAIRN_KERNELS=candle` when the layers
 //! are built sends every weight through candle's `QMatMul`, to compare the
@@ -17,13 +18,31 @@ use candle_core::{Module, Result, Tensor};
 
 use crate::kernels::QuantizedWeights;
 
+/// A weight matrix as a file holds it.
+#[derive(Debug, Clone)]
+pub(crate) enum Matrix {
+    /// GGUF blocks (shared: a tied embedding is also the output matrix).
+    Quantized(Arc<QTensor>),
+    /// A dense F32 tensor.
+    Dense(Tensor),
+}
+
+impl Matrix {
+    /// candle's matmul over it (also its embedding lookup).
+    pub fn qmatmul(&self) -> Result<QMatMul> {
+        match self {
+            Matrix::Quantized(q) => QMatMul::from_arc(q.clone()),
+            Matrix::Dense(t) => Ok(QMatMul::Tensor(t.clone())),
+        }
+    }
+}
+
 /// A weight matrix, optionally with a bias, applied to the last dimension of
 /// its input. Cloning shares the weights.
 #[derive(Debug, Clone)]
 pub(crate) struct QLinear {
     weight: Weight,
     bias: Option<Tensor>,
-    rows: usize,
 }
 
 /// Who multiplies.
@@ -36,28 +55,22 @@ enum Weight {
 impl QLinear {
     /// A layer from a 2-D weight (`rows × cols`) and an optional bias of
     /// `rows` elements.
-    pub fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
+    pub fn new(weight: &Matrix, bias: Option<Tensor>) -> Result<Self> {
         let use_kernels = std::env::var("CAIRN_KERNELS").as_deref() != Ok("candle");
         Self::build(weight, bias, use_kernels)
     }
 
     /// [`QLinear::new`], with our kernels allowed or not.
-    fn build(weight: QTensor, bias: Option<Tensor>, use_kernels: bool) -> Result<Self> {
-        let (rows, _cols) = weight.shape().dims2()?;
-        let kernels = match use_kernels {
-            true => QuantizedWeights::from_qtensor(&weight)?,
-            false => None,
+    fn build(weight: &Matrix, bias: Option<Tensor>, use_kernels: bool) -> Result<Self> {
+        let kernels = match weight {
+            Matrix::Quantized(q) if use_kernels => QuantizedWeights::new(q.clone())?,
+            _ => None,
         };
         let weight = match kernels {
             Some(weights) => Weight::Kernels(weights),
-            None => Weight::Candle(QMatMul::from_arc(Arc::new(weight))?),
+            None => Weight::Candle(weight.qmatmul()?),
         };
-        Ok(QLinear { weight, bias, rows })
-    }
-
-    /// Output features.
-    pub fn rows(&self) -> usize {
-        self.rows
+        Ok(QLinear { weight, bias })
     }
 
     /// `x` is `(…, cols)`, in any layout; the result is `(…, rows)`.
@@ -75,10 +88,12 @@ impl QLinear {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::quantized::GgmlDType;
+    use std::sync::Arc;
+
+    use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
 
-    use super::QLinear;
+    use super::{Matrix, QLinear};
 
     /// Our kernels and candle's agree through the layer: 3-D and transposed
     /// (non-contiguous) inputs, bias included.
@@ -89,10 +104,10 @@ mod tests {
         let w = Tensor::randn(0f32, 1.0, (rows, cols), &dev)?;
         let b = Tensor::randn(0f32, 1.0, rows, &dev)?;
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            let q = || candle_core::quantized::QTensor::quantize(&w, dtype);
-            let ours = QLinear::build(q()?, Some(b.clone()), true)?;
+            let m = Matrix::Quantized(Arc::new(QTensor::quantize(&w, dtype)?));
+            let ours = QLinear::build(&m, Some(b.clone()), true)?;
             assert!(matches!(ours.weight, super::Weight::Kernels(_)));
-            let theirs = QLinear::build(q()?, Some(b.clone()), false)?;
+            let theirs = QLinear::build(&m, Some(b.clone()), false)?;
             let x3 = Tensor::randn(0f32, 1.0, (2, 5, cols), &dev)?;
             let xt = Tensor::randn(0f32, 1.0, (cols, 3), &dev)?.t()?;
             for x in [x3, xt] {

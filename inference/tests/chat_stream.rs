@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
+use cairn_inference::generate::{generate, Format, GgufType, ModelSpec};
 use cairn_inference::{
     ChatTemplate, DigestCache, Engine, Error, GenerateParams, LoadOptions, Message, ModelSource,
     StopReason, TemplateSource,
@@ -25,7 +25,7 @@ fn opts() -> LoadOptions {
 }
 
 fn tiny_gguf(dir: &Path) -> PathBuf {
-    generate(&TinySpec::tiny_llama(11), Format::Gguf(GgufType::F32), dir).expect("generate")
+    generate(&ModelSpec::tiny_llama(11), Format::Gguf(GgufType::F32), dir).expect("generate")
 }
 
 /// Adds (or replaces) one string key in a GGUF file's metadata.

@@ -187,9 +187,9 @@ fn a_thousand_connections_on_a_small_queue_get_429_and_memory_stays_bounded() {
 
 /// Generates a model the way the demo does, for configurations that name one.
 fn demo_model(dir: &std::path::Path) -> std::path::PathBuf {
-    use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
+    use cairn_inference::generate::{generate, Format, GgufType, ModelSpec};
     generate(
-        &TinySpec::tiny_llama(7),
+        &ModelSpec::tiny_llama(7),
         Format::Gguf(GgufType::F32),
         &dir.join("model"),
     )

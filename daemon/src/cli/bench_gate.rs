@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cairn_attest::payload::PayloadPolicy;
 use cairn_attest::{Actor, Keyring, Ledger, LedgerConfig};
-use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
+use cairn_inference::generate::{generate, Format, GgufType, ModelSpec};
 use cairn_inference::{DigestCache, Engine, GenerateParams, Generation, LoadOptions};
 
 use crate::server::metrics::Metrics;
@@ -34,7 +34,7 @@ pub(super) fn run(
     let model_path = match model {
         Some(p) => p,
         None => generate(
-            &TinySpec::tiny_llama(7),
+            &ModelSpec::tiny_llama(7),
             Format::Gguf(GgufType::F32),
             &tmp.path().join("model"),
         )?,

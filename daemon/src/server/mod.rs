@@ -407,7 +407,7 @@ async fn load_demo_models(
 
 /// Generates (once) the demo model under `STATE_DIR/models/demo-tiny`.
 async fn demo_model(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    use cairn_inference::generate::{generate, Format, GgufType, TinySpec};
+    use cairn_inference::generate::{generate, Format, GgufType, ModelSpec};
     let dir = state_dir.join("models").join(DEMO_MODEL);
     let existing = std::fs::read_dir(&dir).ok().and_then(|entries| {
         entries
@@ -419,7 +419,7 @@ async fn demo_model(state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
         return Ok(file);
     }
     tokio::task::spawn_blocking(move || {
-        generate(&TinySpec::tiny_llama(7), Format::Gguf(GgufType::F32), &dir)
+        generate(&ModelSpec::tiny_llama(7), Format::Gguf(GgufType::F32), &dir)
     })
     .await?
     .context("cannot generate the demo model")

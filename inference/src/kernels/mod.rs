@@ -18,7 +18,6 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -58,21 +57,21 @@ impl WeightFormat {
     }
 }
 
-/// A `rows × cols` weight matrix kept in its GGUF blocks, multiplied by our
-/// kernels. Cloning shares the bytes.
+/// A `rows × cols` weight matrix multiplied by our kernels, read in place
+/// from its `QTensor`'s GGUF blocks. Cloning shares the tensor.
 #[derive(Debug, Clone)]
 pub struct QuantizedWeights {
     format: WeightFormat,
     rows: usize,
     cols: usize,
-    bytes: Arc<[u8]>,
+    weight: Arc<QTensor>,
 }
 
 impl QuantizedWeights {
     /// The weights of a 2-D CPU `QTensor` in a format the kernels handle;
     /// `None` for other types or devices. Fails if the tensor is not 2-D or
     /// its bytes do not make `rows × cols / 32` whole blocks.
-    pub fn from_qtensor(weight: &QTensor) -> Result<Option<QuantizedWeights>> {
+    pub fn new(weight: Arc<QTensor>) -> Result<Option<QuantizedWeights>> {
         let Some(format) = WeightFormat::of(weight.dtype()) else {
             return Ok(None);
         };
@@ -80,19 +79,16 @@ impl QuantizedWeights {
             return Ok(None);
         }
         let (rows, cols) = weight.shape().dims2()?;
-        let bytes: Cow<'_, [u8]> = weight.data()?;
+        let bytes = weight.data()?.len();
         let expected = rows * (cols / format::BLOCK) * format.block_bytes();
-        if cols % format::BLOCK != 0 || bytes.len() != expected {
-            bail!(
-                "{format:?} weight {rows}×{cols}: {} bytes, expected {expected}",
-                bytes.len()
-            )
+        if cols % format::BLOCK != 0 || bytes != expected {
+            bail!("{format:?} weight {rows}×{cols}: {bytes} bytes, expected {expected}")
         }
         Ok(Some(QuantizedWeights {
             format,
             rows,
             cols,
-            bytes: Arc::from(bytes.into_owned()),
+            weight,
         }))
     }
 
@@ -114,13 +110,15 @@ impl QuantizedWeights {
 
     /// `x · Wᵀ` on raw data: `x` is `tokens × cols` row-major, the result
     /// `tokens × rows`.
-    fn matmul(&self, isa: Isa, x: &[f32]) -> Vec<f32> {
-        let (w, rows, cols) = (&self.bytes[..], self.rows, self.cols);
-        match self.format {
+    fn matmul(&self, isa: Isa, x: &[f32]) -> Result<Vec<f32>> {
+        // A CPU tensor lends its bytes: no copy.
+        let bytes = self.weight.data()?;
+        let (w, rows, cols) = (&bytes[..], self.rows, self.cols);
+        Ok(match self.format {
             WeightFormat::Q4_0 => gemm::matmul::<Q4_0>(isa, w, rows, cols, x),
             WeightFormat::Q4_1 => gemm::matmul::<Q4_1>(isa, w, rows, cols, x),
             WeightFormat::Q8_0 => gemm::matmul::<Q8_0>(isa, w, rows, cols, x),
-        }
+        })
     }
 }
 
@@ -143,7 +141,7 @@ impl CustomOp1 for QuantizedWeights {
             )
         }
         let x = &storage.as_slice::<f32>()?[start..end];
-        let y = self.matmul(Isa::best(), x);
+        let y = self.matmul(Isa::best(), x)?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("checked above") = self.rows;
         Ok((CpuStorage::F32(y), Shape::from(out_dims)))

@@ -11,6 +11,8 @@
 //! - ≤ 1e-2 against the f32 product of dequantized weights and the
 //!   unquantized activations (the error 8-bit activations cost).
 
+use std::sync::Arc;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use half::f16;
@@ -67,13 +69,13 @@ fn isas() -> Vec<Isa> {
     isas
 }
 
-fn quantized(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> QTensor {
+fn quantized(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> Arc<QTensor> {
     let w = Tensor::from_vec(values(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
-    QTensor::quantize(&w, dtype).unwrap()
+    Arc::new(QTensor::quantize(&w, dtype).unwrap())
 }
 
-fn ours(w: &QTensor) -> QuantizedWeights {
-    QuantizedWeights::from_qtensor(w)
+fn ours(w: &Arc<QTensor>) -> QuantizedWeights {
+    QuantizedWeights::new(w.clone())
         .unwrap()
         .expect("a kernel format")
 }
@@ -191,7 +193,7 @@ fn products_match_the_exact_quantized_product() {
             let x = values(tokens * cols, 100 + i as u64);
             let want = exact_reference(&w, &x);
             for isa in isas() {
-                let err = relative_error(&ours(&w).matmul(isa, &x), &want);
+                let err = relative_error(&ours(&w).matmul(isa, &x).unwrap(), &want);
                 assert!(
                     err <= 1e-4,
                     "{dtype:?} {rows}×{cols}, {tokens} tokens, {isa:?}: {err}"
@@ -209,7 +211,7 @@ fn products_match_candle_qmatmul() {
             let x = values(tokens * cols, 100 + i as u64);
             let xt = Tensor::from_vec(x, (tokens, cols), &Device::Cpu).unwrap();
             let ours = ours(&w).forward(&xt).unwrap();
-            let theirs = QMatMul::from_qtensor(w).unwrap().forward(&xt).unwrap();
+            let theirs = QMatMul::from_arc(w).unwrap().forward(&xt).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
             let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let theirs = theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -229,7 +231,10 @@ fn products_are_close_to_the_float_product() {
         for (i, &(rows, cols, tokens)) in SHAPES.iter().enumerate().step_by(2) {
             let w = quantized(dtype, rows, cols, i as u64);
             let x = values(tokens * cols, 100 + i as u64);
-            let err = relative_error(&ours(&w).matmul(Isa::best(), &x), &float_reference(&w, &x));
+            let err = relative_error(
+                &ours(&w).matmul(Isa::best(), &x).unwrap(),
+                &float_reference(&w, &x),
+            );
             assert!(
                 err <= 1e-2,
                 "{dtype:?} {rows}×{cols}, {tokens} tokens: {err}"
@@ -243,11 +248,11 @@ fn kernels_agree(dtype: GgmlDType, rows: usize, blocks: usize, tokens: usize, se
     let w = quantized(dtype, rows, blocks * 32, seed);
     let x = values(tokens * blocks * 32, seed + 1);
     let want = exact_reference(&w, &x);
-    let scalar = ours(&w).matmul(Isa::Scalar, &x);
+    let scalar = ours(&w).matmul(Isa::Scalar, &x).unwrap();
     assert!(relative_error(&scalar, &want) <= 1e-4);
     let scalar: Vec<f64> = scalar.into_iter().map(f64::from).collect();
     for isa in isas() {
-        let err = relative_error(&ours(&w).matmul(isa, &x), &scalar);
+        let err = relative_error(&ours(&w).matmul(isa, &x).unwrap(), &scalar);
         assert!(
             err <= 1e-5,
             "{dtype:?} {rows}×{blocks} blocks, {tokens} tokens, {isa:?}: {err}"
@@ -277,5 +282,5 @@ proptest! {
 #[test]
 fn other_types_are_left_to_candle() {
     let w = quantized(GgmlDType::Q4K, 2, 256, 0);
-    assert!(QuantizedWeights::from_qtensor(&w).unwrap().is_none());
+    assert!(QuantizedWeights::new(w).unwrap().is_none());
 }
