@@ -85,10 +85,15 @@ fn matmul_with<F: BlockFormat, K: MicroKernel>(
     }
     let acts = activations::quantize(x, cols, F::HAS_MIN);
 
-    // Bands of whole rows, a multiple of the tile height.
-    let macs = rows * cols * tokens;
-    let bands =
-        (macs / MIN_MACS_PER_BAND).clamp(1, rayon::current_num_threads() * BANDS_PER_THREAD);
+    // Bands of whole rows, a multiple of the tile height; when split, a
+    // multiple of the thread count so no thread idles in the last round.
+    let threads = rayon::current_num_threads();
+    let bands = (rows * cols * tokens / MIN_MACS_PER_BAND).clamp(1, threads * BANDS_PER_THREAD);
+    let bands = if bands > 1 {
+        bands.next_multiple_of(threads)
+    } else {
+        1
+    };
     let band_rows = rows.div_ceil(bands).next_multiple_of(4);
     let row_bytes = blocks * F::BYTES;
 

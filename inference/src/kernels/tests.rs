@@ -60,13 +60,12 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 
 /// Every micro-kernel this CPU runs.
 fn isas() -> Vec<Isa> {
-    let mut isas = vec![Isa::Scalar];
     #[cfg(target_arch = "x86_64")]
     match super::avx2::Avx2::detect() {
-        Some(avx2) => isas.push(Isa::Avx2(avx2)),
+        Some(avx2) => return vec![Isa::Scalar, Isa::Avx2(avx2)],
         None => eprintln!("no AVX2 here: only the scalar kernel is tested"),
     }
-    isas
+    vec![Isa::Scalar]
 }
 
 fn quantized(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> Arc<QTensor> {
