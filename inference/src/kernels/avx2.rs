@@ -1,9 +1,10 @@
 //! The x86-64 micro-kernel: AVX2 integer dot products (`vpmaddubsw` +
 //! `vpmaddwd`), FMA accumulation in eight float lanes per output.
 //!
-//! Per block, each of the `R` weight blocks is unpacked once into 32 bytes
-//! and each of the `T` activation blocks loaded once, so an `R × T` tile
-//! loads every weight block once for `T` tokens. `vpmaddubsw` multiplies
+//! Weight blocks are unpacked once per product (nibbles to bytes, `f16` to
+//! `f32`); per block step, each of a tile's `R` unpacked weight blocks and
+//! `T` activation blocks is loaded once, so an `R × T` tile loads every
+//! weight block once for `T` tokens. `vpmaddubsw` multiplies
 //! unsigned by signed bytes: Q4_1's nibbles are unsigned already (their
 //! minimum enters through the activation sums), Q4_0 and Q8_0 quants are
 //! signed, so their absolute value is multiplied by the activation carrying
@@ -12,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::ActBlock;
-use super::format::{BlockFormat, BLOCK};
+use super::format::{BlockFormat, WeightBlock, BLOCK};
 use super::gemm::MicroKernel;
 
 /// Proof that this CPU has AVX2, FMA and F16C: only [`Avx2::detect`] makes
@@ -32,35 +33,59 @@ impl Avx2 {
 }
 
 impl MicroKernel for Avx2 {
+    fn unpack<F: BlockFormat>(&self, weights: &[u8], out: &mut [WeightBlock]) {
+        assert!(weights.len() >= out.len() * F::BYTES);
+        // SAFETY: `self` exists only if `detect` found avx2, fma and f16c;
+        // the assert above keeps every block read in bounds.
+        unsafe { unpack::<F>(weights.as_ptr(), out) }
+    }
+
     fn tile<F: BlockFormat, const R: usize, const T: usize>(
         &self,
-        weights: &[u8],
+        weights: &[WeightBlock],
         acts: &[ActBlock],
         blocks: usize,
     ) -> [[f32; T]; R] {
-        assert!(weights.len() >= R * blocks * F::BYTES && acts.len() >= T * blocks);
-        // SAFETY: `self` exists only if `detect` found avx2, fma and f16c;
-        // the assert above keeps every block `tile` reads in bounds.
+        assert!(weights.len() >= R * blocks && acts.len() >= T * blocks);
+        // SAFETY: as in `unpack`; the assert keeps `tile`'s reads in bounds.
         unsafe { tile::<F, R, T>(weights.as_ptr(), acts.as_ptr(), blocks) }
     }
 }
 
-/// `R` rows × `T` tokens of dot products over `blocks` blocks: rows of
-/// `blocks · F::BYTES` bytes start at `weights`, each token's `blocks`
-/// activation blocks follow each other from `acts`.
+/// Unpacks `out.len()` format-`F` blocks starting at `weights`.
 ///
 /// # Safety
 /// The CPU has avx2, fma and f16c; `weights` is readable for
-/// `R · blocks · F::BYTES` bytes and `acts` for `T · blocks` blocks.
+/// `out.len() · F::BYTES` bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack<F: BlockFormat>(weights: *const u8, out: &mut [WeightBlock]) {
+    for (i, out) in out.iter_mut().enumerate() {
+        let block = unsafe { weights.add(i * F::BYTES) };
+        let quants = unsafe { load_quants::<F>(block) };
+        unsafe { _mm256_storeu_si256(out.quants.as_mut_ptr().cast(), quants) };
+        out.scale = unsafe { f16_at(block) };
+        out.min = match F::HAS_MIN {
+            true => unsafe { f16_at(block.add(2)) },
+            false => 0.0,
+        };
+    }
+}
+
+/// `R` rows × `T` tokens of dot products over `blocks` blocks: each row's
+/// `blocks` unpacked weight blocks follow each other from `weights`, each
+/// token's activation blocks from `acts`.
+///
+/// # Safety
+/// The CPU has avx2, fma and f16c; `weights` is readable for `R · blocks`
+/// blocks and `acts` for `T · blocks`.
 // The loops index several register arrays (and two dimensions) at once.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<F: BlockFormat, const R: usize, const T: usize>(
-    weights: *const u8,
+    weights: *const WeightBlock,
     acts: *const ActBlock,
     blocks: usize,
 ) -> [[f32; T]; R] {
-    let row_bytes = blocks * F::BYTES;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); T]; R];
     for b in 0..blocks {
@@ -69,13 +94,14 @@ unsafe fn tile<F: BlockFormat, const R: usize, const T: usize>(
         let mut scales = [_mm256_setzero_ps(); R];
         let mut mins = [_mm256_setzero_ps(); R];
         for r in 0..R {
-            // SAFETY: block `b` of row `r < R` lies within the rows read.
-            let block = unsafe { weights.add(r * row_bytes + b * F::BYTES) };
-            quants[r] = unsafe { load_quants::<F>(block) };
-            magnitudes[r] = _mm256_sign_epi8(quants[r], quants[r]);
-            scales[r] = _mm256_set1_ps(unsafe { f16_at(block) });
+            // SAFETY: row `r < R`, block `b < blocks`.
+            let w = unsafe { &*weights.add(r * blocks + b) };
+            quants[r] = unsafe { _mm256_loadu_si256(w.quants.as_ptr().cast()) };
+            scales[r] = _mm256_set1_ps(w.scale);
             if F::HAS_MIN {
-                mins[r] = _mm256_set1_ps(unsafe { f16_at(block.add(2)) });
+                mins[r] = _mm256_set1_ps(w.min);
+            } else {
+                magnitudes[r] = _mm256_sign_epi8(quants[r], quants[r]);
             }
         }
         for t in 0..T {

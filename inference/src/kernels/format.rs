@@ -51,6 +51,16 @@ pub(crate) trait BlockFormat: Send + Sync + 'static {
         }
     }
 
+    /// The block unpacked for the tile kernels.
+    #[inline]
+    fn unpack(block: &[u8]) -> WeightBlock {
+        WeightBlock {
+            quants: Self::quants(block),
+            scale: Self::scale(block),
+            min: Self::min(block),
+        }
+    }
+
     /// The block's 32 integer quants in weight order (`weight = d·q + m`).
     #[inline]
     fn quants(block: &[u8]) -> [i8; BLOCK] {
@@ -68,6 +78,20 @@ pub(crate) trait BlockFormat: Send + Sync + 'static {
         }
         q
     }
+}
+
+/// A weight block unpacked once per product for the tile kernels, which
+/// then reuse it for every token: `weight_j = scale · quants[j] + min`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub(crate) struct WeightBlock {
+    /// One quant per byte, in weight order: signed, or the bare nibble
+    /// (`0..=15`) for formats with a minimum.
+    pub quants: [i8; BLOCK],
+    /// The block's scale `d`.
+    pub scale: f32,
+    /// The block's minimum `m` (0 for formats without one).
+    pub min: f32,
 }
 
 /// The little-endian `f16` at `block[at..at + 2]`, widened.

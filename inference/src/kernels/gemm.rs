@@ -7,18 +7,21 @@
 use rayon::prelude::*;
 
 use super::activations::{self, ActBlock};
-use super::format::{BlockFormat, BLOCK};
+use super::format::{BlockFormat, WeightBlock, BLOCK};
 use super::scalar::Scalar;
 
-/// Computes an `R × T` tile of dot products.
+/// Unpacks weight rows and computes `R × T` tiles of dot products.
 pub(crate) trait MicroKernel: Copy + Send + Sync {
-    /// Dot products of `R` weight rows (each `blocks · F::BYTES` bytes, one
+    /// Unpacks the format-`F` blocks of `weights` into `out`, in order.
+    fn unpack<F: BlockFormat>(&self, weights: &[u8], out: &mut [WeightBlock]);
+
+    /// Dot products of `R` unpacked weight rows (each `blocks` blocks, one
     /// after the other from the start of `weights`) with `T` tokens (each
     /// `blocks` activation blocks, one after the other from the start of
     /// `acts`): `out[r][t] = Σ_b w[r][b] · a[t][b]`.
     fn tile<F: BlockFormat, const R: usize, const T: usize>(
         &self,
-        weights: &[u8],
+        weights: &[WeightBlock],
         acts: &[ActBlock],
         blocks: usize,
     ) -> [[f32; T]; R];
@@ -117,7 +120,8 @@ fn matmul_with<F: BlockFormat, K: MicroKernel>(
 }
 
 /// One band: `out` is `rows × tokens` for the rows in `weights`. One token
-/// takes 4-row tiles; several take 2 rows × 4 tokens.
+/// takes 4-row tiles; several take 2 rows × 4 tokens. A tile's rows are
+/// unpacked once, then used for every token.
 fn band<F: BlockFormat, K: MicroKernel>(
     kernel: K,
     weights: &[u8],
@@ -129,10 +133,13 @@ fn band<F: BlockFormat, K: MicroKernel>(
     let row_bytes = blocks * F::BYTES;
     let rows = weights.len() / row_bytes;
     let (tile_rows, tile_tokens) = if tokens == 1 { (4, 1) } else { (2, 4) };
+    let mut unpacked = vec![WeightBlock::default(); tile_rows * blocks];
     let mut r = 0;
     while r < rows {
         let rr = tile_rows.min(rows - r);
-        let w = &weights[r * row_bytes..(r + rr) * row_bytes];
+        let w = &mut unpacked[..rr * blocks];
+        kernel.unpack::<F>(&weights[r * row_bytes..(r + rr) * row_bytes], w);
+        let w = &*w;
         let mut t = 0;
         while t < tokens {
             let tt = tile_tokens.min(tokens - t);

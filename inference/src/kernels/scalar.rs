@@ -3,7 +3,7 @@
 //! the SIMD kernel is tested against.
 
 use super::activations::ActBlock;
-use super::format::BlockFormat;
+use super::format::{BlockFormat, WeightBlock};
 use super::gemm::MicroKernel;
 
 /// The scalar micro-kernel.
@@ -11,26 +11,30 @@ use super::gemm::MicroKernel;
 pub(crate) struct Scalar;
 
 impl MicroKernel for Scalar {
+    fn unpack<F: BlockFormat>(&self, weights: &[u8], out: &mut [WeightBlock]) {
+        for (block, out) in weights.chunks_exact(F::BYTES).zip(out) {
+            *out = F::unpack(block);
+        }
+    }
+
     fn tile<F: BlockFormat, const R: usize, const T: usize>(
         &self,
-        weights: &[u8],
+        weights: &[WeightBlock],
         acts: &[ActBlock],
         blocks: usize,
     ) -> [[f32; T]; R] {
-        let row_bytes = blocks * F::BYTES;
         let mut out = [[0f32; T]; R];
         for (r, out) in out.iter_mut().enumerate() {
-            let row = &weights[r * row_bytes..(r + 1) * row_bytes];
-            for (b, block) in row.chunks_exact(F::BYTES).enumerate() {
-                let (quants, scale, min) = (F::quants(block), F::scale(block), F::min(block));
+            for (b, w) in weights[r * blocks..(r + 1) * blocks].iter().enumerate() {
                 for (t, out) in out.iter_mut().enumerate() {
                     let act = &acts[t * blocks + b];
-                    let dot: i32 = quants
+                    let dot: i32 = w
+                        .quants
                         .iter()
                         .zip(&act.quants)
                         .map(|(&w, &a)| i32::from(w) * i32::from(a))
                         .sum();
-                    *out += dot as f32 * (scale * act.scale) + min * act.sum;
+                    *out += dot as f32 * (w.scale * act.scale) + w.min * act.sum;
                 }
             }
         }
