@@ -74,6 +74,7 @@ pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod info;
+pub mod kernels;
 pub mod model;
 mod qlinear;
 mod tokenizer;

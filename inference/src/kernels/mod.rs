@@ -1,0 +1,149 @@
+//! Our own CPU kernels for `y = x · Wᵀ` on GGUF weights in Q4_0, Q4_1 and
+//! Q8_0 (candle's are scalar for Q4_1 and slow off 256-multiple widths).
+//!
+//! - [`format`]: the GGML block layouts, read straight from the GGUF bytes.
+//! - [`activations`]: `x` quantized to 8 bits once per product (GGML's Q8_0,
+//!   or Q8_1 with block sums for Q4_1), rounded as candle rounds it.
+//! - `gemm`: parallel bands of output rows swept in `R × T` tiles (rows ×
+//!   tokens), so a prompt loads each weight block once per 4 tokens.
+//! - `scalar` / `avx2`: the micro-kernels computing one tile; AVX2 + FMA
+//!   (+ F16C) is chosen at run time on x86-64, the portable one elsewhere.
+
+mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod format;
+mod gemm;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{bail, CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+
+use format::{BlockFormat, Q4_0, Q4_1, Q8_0};
+use gemm::Isa;
+
+/// The weight block formats the kernels multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// GGML Q4_0 (18-byte blocks of 32 weights).
+    Q4_0,
+    /// GGML Q4_1 (20-byte blocks of 32 weights).
+    Q4_1,
+    /// GGML Q8_0 (34-byte blocks of 32 weights).
+    Q8_0,
+}
+
+impl WeightFormat {
+    /// The format of a candle quantized type, if the kernels handle it.
+    pub fn of(dtype: GgmlDType) -> Option<WeightFormat> {
+        match dtype {
+            GgmlDType::Q4_0 => Some(WeightFormat::Q4_0),
+            GgmlDType::Q4_1 => Some(WeightFormat::Q4_1),
+            GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
+            _ => None,
+        }
+    }
+
+    fn block_bytes(self) -> usize {
+        match self {
+            WeightFormat::Q4_0 => Q4_0::BYTES,
+            WeightFormat::Q4_1 => Q4_1::BYTES,
+            WeightFormat::Q8_0 => Q8_0::BYTES,
+        }
+    }
+}
+
+/// A `rows × cols` weight matrix multiplied by our kernels, read in place
+/// from its `QTensor`'s GGUF blocks. Cloning shares the tensor.
+#[derive(Debug, Clone)]
+pub struct QuantizedWeights {
+    format: WeightFormat,
+    rows: usize,
+    cols: usize,
+    weight: Arc<QTensor>,
+}
+
+impl QuantizedWeights {
+    /// The weights of a 2-D CPU `QTensor` in a format the kernels handle;
+    /// `None` for other types or devices. Fails if the tensor is not 2-D or
+    /// its bytes do not make `rows × cols / 32` whole blocks.
+    pub fn new(weight: Arc<QTensor>) -> Result<Option<QuantizedWeights>> {
+        let Some(format) = WeightFormat::of(weight.dtype()) else {
+            return Ok(None);
+        };
+        if !matches!(weight.device(), Device::Cpu) {
+            return Ok(None);
+        }
+        let (rows, cols) = weight.shape().dims2()?;
+        let bytes = weight.data()?.len();
+        let expected = rows * (cols / format::BLOCK) * format.block_bytes();
+        if cols % format::BLOCK != 0 || bytes != expected {
+            bail!("{format:?} weight {rows}×{cols}: {bytes} bytes, expected {expected}")
+        }
+        Ok(Some(QuantizedWeights {
+            format,
+            rows,
+            cols,
+            weight,
+        }))
+    }
+
+    /// The block format.
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    /// `x · Wᵀ` for `x` of shape `(…, cols)` (any dtype, any layout; F32
+    /// inside): the result is `(…, rows)` in `x`'s dtype.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let y = x
+            .to_dtype(DType::F32)?
+            .contiguous()?
+            .apply_op1_no_bwd(self)?;
+        y.to_dtype(dtype)
+    }
+
+    /// `x · Wᵀ` on raw data: `x` is `tokens × cols` row-major, the result
+    /// `tokens × rows`.
+    fn matmul(&self, isa: Isa, x: &[f32]) -> Result<Vec<f32>> {
+        // A CPU tensor lends its bytes: no copy.
+        let bytes = self.weight.data()?;
+        let (w, rows, cols) = (&bytes[..], self.rows, self.cols);
+        Ok(match self.format {
+            WeightFormat::Q4_0 => gemm::matmul::<Q4_0>(isa, w, rows, cols, x),
+            WeightFormat::Q4_1 => gemm::matmul::<Q4_1>(isa, w, rows, cols, x),
+            WeightFormat::Q8_0 => gemm::matmul::<Q8_0>(isa, w, rows, cols, x),
+        })
+    }
+}
+
+impl CustomOp1 for QuantizedWeights {
+    fn name(&self) -> &'static str {
+        "cairn-quantized-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("quantized matmul: input not contiguous")
+        };
+        let dims = layout.shape().dims();
+        if dims.last() != Some(&self.cols) {
+            bail!(
+                "quantized matmul: input {:?} for a {}×{} weight",
+                layout.shape(),
+                self.rows,
+                self.cols
+            )
+        }
+        let x = &storage.as_slice::<f32>()?[start..end];
+        let y = self.matmul(Isa::best(), x)?;
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("checked above") = self.rows;
+        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+    }
+}
