@@ -181,10 +181,11 @@ fn sampling_is_reproducible_and_concurrent_requests_are_independent() {
 #[test]
 fn agrees_with_llama_cpp_on_the_same_file() {
     // Measured: on an F32 dequantization of this file the two agree within
-    // 1e-5 (same forward pass); on Q4_1 with candle's Q4_1 kernels the
-    // largest deviation is 1.05 (both deviate from the F32 logits by a few
-    // tenths: quantized arithmetic, not a different model).
-    const TOL: f32 = 1.25;
+    // 1e-5 (the same forward pass); on Q4_1 the largest deviation is 0.70
+    // with cairn's kernels (1.05 with candle's): both quantize activations
+    // to 8 bits, where a last-bit difference flips a rounding, and each
+    // deviates from the F32 logits by a few tenths.
+    const TOL: f32 = 1.0;
     let Some(e) = engine() else { return };
     let fixture: serde_json::Value =
         serde_json::from_str(include_str!("fixtures/smollm2-llama-cpp.json")).unwrap();
