@@ -50,7 +50,7 @@ impl Isa {
 
 /// Multiply-accumulates below which splitting work across threads costs
 /// more than it saves (a band gets at least this many).
-const MIN_MACS_PER_BAND: usize = 1 << 18;
+const MIN_MACS_PER_BAND: usize = 1 << 16;
 
 /// Bands per thread, so uneven progress evens out.
 const BANDS_PER_THREAD: usize = 4;
