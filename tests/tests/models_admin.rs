@@ -194,3 +194,72 @@ fn models_are_listed_added_swapped_and_removed_through_records() {
     assert_eq!(swap.body["replaces"], digest_a.as_str());
     assert_eq!(cairn_verify(&state, &[]).0, 0);
 }
+
+/// A Qwen2 model, as GGUF (Q8_0) and as a safetensors directory, generated
+/// by `cairn models generate --arch qwen2`, added to a running daemon: both
+/// answer with receipts, `/v1/models` shows the architecture, and each
+/// `model.loaded` record carries the model's metadata.
+#[test]
+fn qwen2_models_in_both_formats_load_and_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let gguf_dir = dir.path().join("qwen-gguf");
+    let st_dir = dir.path().join("qwen-st");
+    for (out, format, quant) in [(&gguf_dir, "gguf", "q8_0"), (&st_dir, "safetensors", "f32")] {
+        let printed = cairn_ok(&[
+            "models",
+            "generate",
+            "--arch",
+            "qwen2",
+            "--format",
+            format,
+            "--quant",
+            quant,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(printed.contains("qwen2 tiny"), "{printed}");
+    }
+    let d = Daemon::start(&state, &["--demo"]);
+    let s = state.to_str().unwrap();
+    let gguf = gguf_dir.join("model-q8_0.gguf");
+    cairn_ok(&[
+        "models",
+        "add",
+        "--state-dir",
+        s,
+        "qg",
+        gguf.to_str().unwrap(),
+    ]);
+    cairn_ok(&[
+        "models",
+        "add",
+        "--state-dir",
+        s,
+        "qs",
+        st_dir.to_str().unwrap(),
+    ]);
+    for name in ["qg", "qs"] {
+        let (status, v) = ask(&d, name);
+        assert_eq!(status, 200, "{name}");
+        assert!(v["cairn"]["result"]["seq"].is_u64(), "{name}: {v}");
+    }
+    let models = d.request("GET", "/v1/models", None).json();
+    for m in models["data"].as_array().unwrap() {
+        if m["id"] == "qg" || m["id"] == "qs" {
+            assert_eq!(m["cairn"]["arch"], "qwen2", "{m}");
+        }
+    }
+    d.stop();
+    let loaded: Vec<_> = ledger_records(&state)
+        .into_iter()
+        .filter(|r| r.kind == "model.loaded" && r.body["arch"] == "qwen2")
+        .collect();
+    assert_eq!(loaded.len(), 2);
+    let quants: Vec<_> = loaded
+        .iter()
+        .map(|r| r.body["info"]["quantization"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(quants, ["Q8_0", "F32"]);
+    assert_eq!(cairn_verify(&state, &[]).0, 0);
+}
