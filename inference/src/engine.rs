@@ -412,13 +412,26 @@ struct State<'a> {
     cache: KvCache,
 }
 
+/// Prompt tokens per forward pass. Attention scores of one pass take
+/// `heads × tokens × (position + tokens)` floats, so a long prompt runs in
+/// pieces: a 32k-token prompt in one pass would need tens of gigabytes.
+const PREFILL_CHUNK: usize = 256;
+
 impl Step for State<'_> {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
         no_panic("forward pass", || {
-            self.model
-                .forward(tokens, pos, &mut self.cache)
-                .and_then(|l| l.to_vec1::<f32>())
-                .map_err(|e| Error::candle("forward pass", e))
+            let mut logits = None;
+            for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+                logits = Some(
+                    self.model
+                        .forward(chunk, pos + i * PREFILL_CHUNK, &mut self.cache)
+                        .map_err(|e| Error::candle("forward pass", e))?,
+                );
+            }
+            logits
+                .ok_or_else(|| Error::Request("empty prompt".into()))?
+                .to_vec1::<f32>()
+                .map_err(|e| Error::candle("logits", e))
         })
     }
 }
