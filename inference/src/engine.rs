@@ -187,7 +187,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("source", &self.source)
             .field("digest", &self.digest.digest)
-            .field("arch", &self.loaded.arch.name())
+            .field("arch", &self.loaded.info.arch.name())
             .finish_non_exhaustive()
     }
 }
@@ -216,18 +216,18 @@ impl Engine {
             .values()
             .max()
             .map_or(0, |&m| m as usize + 1);
-        if n > loaded.vocab {
+        if n > loaded.info.vocab_size {
             return Err(Error::VocabMismatch {
                 path: tok_path.to_path_buf(),
                 tokenizer: n,
-                model: loaded.vocab,
+                model: loaded.info.vocab_size,
             });
         }
         if let Some(bad) = loaded
             .eos
             .iter()
             .chain(loaded.bos.iter())
-            .find(|&&t| t as usize >= loaded.vocab)
+            .find(|&&t| t as usize >= loaded.info.vocab_size)
         {
             return Err(Error::Invalid {
                 path: source.behaviour_files()[0].clone(),
@@ -238,7 +238,9 @@ impl Engine {
         let mut eos = loaded.eos.clone();
         for t in END_OF_TURN {
             if let Some(id) = tokenizer.token_to_id(t) {
-                if template.text().contains(t) && (id as usize) < loaded.vocab && !eos.contains(&id)
+                if template.text().contains(t)
+                    && (id as usize) < loaded.info.vocab_size
+                    && !eos.contains(&id)
                 {
                     eos.push(id);
                 }
@@ -284,17 +286,17 @@ impl Engine {
 
     /// The model's architecture.
     pub fn arch(&self) -> Arch {
-        self.loaded.arch
+        self.loaded.info.arch
     }
 
     /// The model's vocabulary (rows of the embedding).
     pub fn vocab_size(&self) -> usize {
-        self.loaded.vocab
+        self.loaded.info.vocab_size
     }
 
     /// The longest sequence (prompt + new tokens) the model accepts.
     pub fn context_len(&self) -> usize {
-        self.loaded.context
+        self.loaded.info.context_length
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -346,12 +348,16 @@ impl Engine {
         on_text: impl FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation> {
         params.validate()?;
-        check_prompt(prompt, self.loaded.context, self.loaded.vocab)?;
+        check_prompt(
+            prompt,
+            self.loaded.info.context_length,
+            self.loaded.info.vocab_size,
+        )?;
         let mut state = self.state()?;
         let limits = Limits {
             eos: &self.eos,
-            context: self.loaded.context,
-            vocab: self.loaded.vocab,
+            context: self.loaded.info.context_length,
+            vocab: self.loaded.info.vocab_size,
         };
         let out = crate::decode::run(
             &mut state,
@@ -373,7 +379,11 @@ impl Engine {
     /// The logits for the token after `prompt` (a fresh state; for tests
     /// and diagnostics).
     pub fn next_logits(&self, prompt: &[u32]) -> Result<Vec<f32>> {
-        check_prompt(prompt, self.loaded.context, self.loaded.vocab)?;
+        check_prompt(
+            prompt,
+            self.loaded.info.context_length,
+            self.loaded.info.vocab_size,
+        )?;
         self.state()?.forward(prompt, 0)
     }
 
@@ -383,7 +393,11 @@ impl Engine {
     pub fn forced_logits(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<Vec<f32>>> {
         let mut all = prompt.to_vec();
         all.extend_from_slice(continuation);
-        check_prompt(&all, self.loaded.context, self.loaded.vocab)?;
+        check_prompt(
+            &all,
+            self.loaded.info.context_length,
+            self.loaded.info.vocab_size,
+        )?;
         let mut state = self.state()?;
         let mut out = Vec::with_capacity(continuation.len());
         out.push(state.forward(prompt, 0)?);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 
-use crate::arch::{gguf_u32, Arch, Hyper, Role};
+use crate::arch::{gguf_u32, Hyper, Role};
 use crate::digest::{digest_files, DigestCache, ModelDigest};
 use crate::error::{no_panic, Error, Result};
 use crate::info::ModelInfo;
@@ -202,9 +202,6 @@ fn exists(p: &Path) -> Result<()> {
 pub(crate) struct Loaded {
     pub weights: Transformer,
     pub info: ModelInfo,
-    pub arch: Arch,
-    pub vocab: usize,
-    pub context: usize,
     pub eos: Vec<u32>,
     pub bos: Option<u32>,
 }
@@ -386,9 +383,6 @@ pub(crate) fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
     Ok(Loaded {
         weights,
         info,
-        arch: hp.arch,
-        vocab,
-        context: hp.context,
         eos,
         bos,
     })
@@ -541,9 +535,6 @@ pub(crate) fn load_safetensors(
     Ok(Loaded {
         weights,
         info,
-        arch: hp.arch,
-        vocab: hp.vocab,
-        context: hp.context,
         eos,
         bos,
     })
