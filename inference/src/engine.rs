@@ -434,18 +434,20 @@ const PREFILL_CHUNK: usize = 256;
 impl Step for State<'_> {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
         no_panic("forward pass", || {
-            let mut logits = None;
-            for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
-                logits = Some(
-                    self.model
-                        .forward(chunk, pos + i * PREFILL_CHUNK, &mut self.cache)
-                        .map_err(|e| Error::candle("forward pass", e))?,
-                );
-            }
-            logits
-                .ok_or_else(|| Error::Request("empty prompt".into()))?
-                .to_vec1::<f32>()
-                .map_err(|e| Error::candle("logits", e))
+            rayon::scope(|_| {
+                let mut logits = None;
+                for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+                    logits = Some(
+                        self.model
+                            .forward(chunk, pos + i * PREFILL_CHUNK, &mut self.cache)
+                            .map_err(|e| Error::candle("forward pass", e))?,
+                    );
+                }
+                logits
+                    .ok_or_else(|| Error::Request("empty prompt".into()))?
+                    .to_vec1::<f32>()
+                    .map_err(|e| Error::candle("logits", e))
+            })
         })
     }
 }

@@ -79,6 +79,34 @@ impl QLinear {
             Weight::Kernels(weights) => weights.forward(x)?,
             Weight::Candle(weights) => weights.forward(&x.contiguous()?)?,
         };
+        self.add_bias(y)
+    }
+
+    /// [`QLinear::forward`] for each of `layers` on one input: when our
+    /// kernels multiply them all, in one format and width, as one grouped
+    /// product (one quantization of `x`, one parallel sweep), else one by
+    /// one.
+    pub fn forward_group(layers: &[&QLinear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let kernels: Option<Vec<&QuantizedWeights>> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Kernels(w) => Some(w),
+                Weight::Candle(_) => None,
+            })
+            .collect();
+        match kernels {
+            Some(ws) if ws.windows(2).all(|p| p[0].same_shape_class(p[1])) => {
+                QuantizedWeights::forward_group(&ws, x)?
+                    .into_iter()
+                    .zip(layers)
+                    .map(|(y, l)| l.add_bias(y))
+                    .collect()
+            }
+            _ => layers.iter().map(|l| l.forward(x)).collect(),
+        }
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         match &self.bias {
             None => Ok(y),
             Some(b) => y.broadcast_add(b),
@@ -116,6 +144,47 @@ mod tests {
                 let err = (a - &c)?.abs()?.max_all()?.to_scalar::<f32>()?;
                 let scale = c.abs()?.max_all()?.to_scalar::<f32>()?;
                 assert!(err <= 1e-4 * scale, "{dtype:?}: {err} vs {scale}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A grouped product gives each layer exactly what its own product
+    /// gives: rows of several heights, biases, one token and several, and a
+    /// group that mixes our kernels with candle's (taken one by one).
+    #[test]
+    fn grouped_products_equal_single_ones() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let cols = 128; // candle's Q4_1 needs an even number of blocks
+        let layer =
+            |rows: usize, dtype: GgmlDType, kernels: bool| -> candle_core::Result<QLinear> {
+                let w = Tensor::randn(0f32, 1.0, (rows, cols), &dev)?;
+                let b = Tensor::randn(0f32, 1.0, rows, &dev)?;
+                let m = Matrix::Quantized(Arc::new(QTensor::quantize(&w, dtype)?));
+                QLinear::build(&m, Some(b), kernels)
+            };
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let groups = [
+                vec![
+                    layer(64, dtype, true)?,
+                    layer(21, dtype, true)?,
+                    layer(5, dtype, true)?,
+                ],
+                vec![layer(40, dtype, true)?, layer(40, dtype, false)?],
+            ];
+            for group in &groups {
+                let refs: Vec<&QLinear> = group.iter().collect();
+                for tokens in [1, 7] {
+                    let x = Tensor::randn(0f32, 1.0, (tokens, cols), &dev)?;
+                    let grouped = QLinear::forward_group(&refs, &x)?;
+                    assert_eq!(grouped.len(), group.len());
+                    for (g, l) in grouped.iter().zip(group) {
+                        let single = l.forward(&x)?;
+                        assert_eq!(g.dims(), single.dims());
+                        let diff = (g - &single)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                        assert_eq!(diff, 0.0, "{dtype:?}, {tokens} tokens");
+                    }
+                }
             }
         }
         Ok(())

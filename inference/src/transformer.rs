@@ -46,18 +46,60 @@ pub(crate) struct Transformer {
     device: Device,
 }
 
-/// One request's keys and values, per layer: `(kv_heads, positions, head_dim)`.
+/// One request's keys and values, per layer.
 pub(crate) struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<LayerCache>,
 }
 
 impl KvCache {
     /// Positions held.
     pub fn len(&self) -> usize {
-        match self.layers.first() {
-            Some(Some((k, _))) => k.dim(1).unwrap_or(0),
-            _ => 0,
+        self.layers.first().map_or(0, |l| l.len)
+    }
+}
+
+/// Positions a layer's key and value buffers grow by, at least.
+const KV_STEP: usize = 256;
+
+/// One layer's keys and values: buffers of shape `(kv_heads, capacity,
+/// head_dim)` whose first `len` positions are filled. Appending writes in
+/// place; a full buffer is replaced by one of twice the capacity, so a
+/// token's step costs no copy of the cache.
+#[derive(Default)]
+struct LayerCache {
+    buffers: Option<(Tensor, Tensor)>,
+    len: usize,
+}
+
+impl LayerCache {
+    /// Appends `k` and `v` (`(kv_heads, seq, head_dim)`) and returns views
+    /// of every position held, `(kv_heads, len, head_dim)` each.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> CResult<(Tensor, Tensor)> {
+        let total = self.len + k.dim(1)?;
+        let capacity = match &self.buffers {
+            Some((kb, _)) => kb.dim(1)?,
+            None => 0,
+        };
+        if total > capacity {
+            let capacity = total.max(2 * capacity).next_multiple_of(KV_STEP);
+            let grow = |old: Option<&Tensor>, new: &Tensor| -> CResult<Tensor> {
+                let (heads, _, hd) = new.dims3()?;
+                let buffer = Tensor::zeros((heads, capacity, hd), new.dtype(), new.device())?;
+                if let Some(old) = old {
+                    buffer.slice_set(&old.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
+                }
+                Ok(buffer)
+            };
+            let old = self.buffers.as_ref();
+            self.buffers = Some((grow(old.map(|b| &b.0), k)?, grow(old.map(|b| &b.1), v)?));
         }
+        let Some((kb, vb)) = self.buffers.as_ref() else {
+            candle_core::bail!("key/value buffers missing after allocation")
+        };
+        kb.slice_set(&k.contiguous()?, 1, self.len)?;
+        vb.slice_set(&v.contiguous()?, 1, self.len)?;
+        self.len = total;
+        Ok((kb.narrow(1, 0, total)?, vb.narrow(1, 0, total)?))
     }
 }
 
@@ -117,7 +159,7 @@ impl Transformer {
     /// An empty cache for one request.
     pub fn new_cache(&self) -> KvCache {
         KvCache {
-            layers: vec![None; self.hp.layers],
+            layers: (0..self.hp.layers).map(|_| LayerCache::default()).collect(),
         }
     }
 
@@ -144,8 +186,8 @@ impl Transformer {
             let a = self.attention(layer, &h, &cos, &sin, mask.as_ref(), kv)?;
             x = (x + layer.out.forward(&a)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.hp.rms_eps as f32)?;
-            let gate = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
-            let m = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
+            let [gate, up] = group(QLinear::forward_group(&[&layer.gate, &layer.up], &h)?)?;
+            let m = layer.down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
             x = (x + m)?;
         }
         let last = x.i(seq - 1..seq)?;
@@ -180,7 +222,7 @@ impl Transformer {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
-        kv: &mut Option<(Tensor, Tensor)>,
+        kv: &mut LayerCache,
     ) -> CResult<Tensor> {
         let (heads, kv_heads, hd) = (self.hp.heads, self.hp.kv_heads, self.hp.head_dim());
         let seq = h.dim(0)?;
@@ -194,14 +236,11 @@ impl Transformer {
             };
             r.squeeze(0)
         };
-        let q = rotate(split(layer.q.forward(h)?, heads)?)?;
-        let k = rotate(split(layer.k.forward(h)?, kv_heads)?)?;
-        let v = split(layer.v.forward(h)?, kv_heads)?;
-        let (k, v) = match kv.take() {
-            None => (k, v),
-            Some((kc, vc)) => (Tensor::cat(&[&kc, &k], 1)?, Tensor::cat(&[&vc, &v], 1)?),
-        };
-        *kv = Some((k.clone(), v.clone()));
+        let [q, k, v] = group(QLinear::forward_group(&[&layer.q, &layer.k, &layer.v], h)?)?;
+        let q = rotate(split(q, heads)?)?;
+        let k = rotate(split(k, kv_heads)?)?;
+        let v = split(v, kv_heads)?;
+        let (k, v) = kv.append(&k, &v)?;
         let total = k.dim(1)?;
         // Query heads h·g … h·g+g-1 share KV head h: group them as rows.
         let group = heads / kv_heads;
@@ -220,6 +259,13 @@ impl Transformer {
             .transpose(0, 1)?
             .reshape((seq, heads * hd))
     }
+}
+
+/// The `N` products of a [`QLinear::forward_group`] of `N` layers.
+fn group<const N: usize>(products: Vec<Tensor>) -> CResult<[Tensor; N]> {
+    products.try_into().map_err(|v: Vec<Tensor>| {
+        candle_core::Error::Msg(format!("{} products of {N} layers", v.len()))
+    })
 }
 
 /// `(seq, pos + seq)`: 0 where token `i` (at `pos + i`) may attend, −∞ after.

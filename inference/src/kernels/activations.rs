@@ -55,6 +55,15 @@ pub(crate) fn quantize(x: &[f32], cols: usize, with_sums: bool) -> Vec<ActBlock>
     blocks
 }
 
+/// `v.round() as i8` for `|v| < 128` (half away from zero, NaN to 0),
+/// without a call to `roundf`: truncate, then step by the exact remainder.
+#[inline]
+fn round_half_away(v: f32) -> i8 {
+    let t = v as i32;
+    let frac = v - t as f32;
+    (t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)) as i8
+}
+
 /// One block, as candle's `from_float` for `BlockQ8_0` / `BlockQ8_1`.
 fn quantize_block(xs: &[f32], with_sum: bool) -> ActBlock {
     let amax = xs.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -62,7 +71,7 @@ fn quantize_block(xs: &[f32], with_sum: bool) -> ActBlock {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut quants = [0i8; BLOCK];
     for (q, &x) in quants.iter_mut().zip(xs) {
-        *q = (x * id).round() as i8;
+        *q = round_half_away(x * id);
     }
     let d16 = f16::from_f32(d);
     let sum = if with_sum {
@@ -75,5 +84,33 @@ fn quantize_block(xs: &[f32], with_sum: bool) -> ActBlock {
         quants,
         scale: d16.to_f32(),
         sum,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_away;
+
+    /// Exactly `f32::round` (half away from zero) over the quant range,
+    /// ties and neighbours of ties included.
+    #[test]
+    fn rounding_is_half_away_from_zero() {
+        let mut cases = vec![
+            0.0f32,
+            -0.0,
+            f32::NAN,
+            0.49999997,
+            -0.49999997,
+            127.0,
+            -127.0,
+        ];
+        for i in -127..127 {
+            let tie = i as f32 + 0.5;
+            cases.extend([tie, tie.next_down(), tie.next_up(), i as f32]);
+        }
+        cases.extend((0..10_000).map(|i| (i as f32 * 0.0254) - 127.0));
+        for v in cases {
+            assert_eq!(round_half_away(v), v.round() as i8, "{v}");
+        }
     }
 }

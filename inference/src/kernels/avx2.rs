@@ -50,6 +50,19 @@ impl MicroKernel for Avx2 {
         // SAFETY: as in `unpack`; the assert keeps `tile`'s reads in bounds.
         unsafe { tile::<F, R, T>(weights.as_ptr(), acts.as_ptr(), blocks) }
     }
+
+    fn rows<F: BlockFormat, const R: usize>(
+        &self,
+        weights: &[u8],
+        row_bytes: usize,
+        acts: &[ActBlock],
+        blocks: usize,
+    ) -> [f32; R] {
+        assert!(R > 0 && blocks * F::BYTES <= row_bytes && acts.len() >= blocks);
+        assert!(weights.len() >= (R - 1) * row_bytes + blocks * F::BYTES);
+        // SAFETY: as in `unpack`; the asserts keep every read in bounds.
+        unsafe { rows::<F, R>(weights.as_ptr(), row_bytes, acts.as_ptr(), blocks) }
+    }
 }
 
 /// Unpacks `out.len()` format-`F` blocks starting at `weights`.
@@ -69,6 +82,76 @@ unsafe fn unpack<F: BlockFormat>(weights: *const u8, out: &mut [WeightBlock]) {
             false => 0.0,
         };
     }
+}
+
+/// How far ahead of the block it reads a row asks for memory.
+const PREFETCH_AHEAD: usize = 1024;
+
+/// `R` packed rows, `row_bytes` apart from `weights`, times one token's
+/// `blocks` activation blocks: each block's quants are unpacked in
+/// registers and used at once.
+///
+/// # Safety
+/// The CPU has avx2, fma and f16c; `weights` is readable for
+/// `(R − 1) · row_bytes + blocks · F::BYTES` bytes and `acts` for `blocks`
+/// blocks.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows<F: BlockFormat, const R: usize>(
+    weights: *const u8,
+    row_bytes: usize,
+    acts: *const ActBlock,
+    blocks: usize,
+) -> [f32; R] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut acc_min = [_mm256_setzero_ps(); R];
+    for b in 0..blocks {
+        // SAFETY: block `b < blocks`.
+        let act = unsafe { &*acts.add(b) };
+        let aq = unsafe { _mm256_loadu_si256(act.quants.as_ptr().cast()) };
+        let act_scale = _mm256_set1_ps(act.scale);
+        // Spread over the 8 lanes that are summed at the end (exact: ×2⁻³).
+        let act_sum = _mm256_set1_ps(act.sum * 0.125);
+        for r in 0..R {
+            // SAFETY: row `r < R`, block `b < blocks`.
+            let block = unsafe { weights.add(r * row_bytes + b * F::BYTES) };
+            _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(PREFETCH_AHEAD).cast());
+            let quants = unsafe { load_quants::<F>(block) };
+            let pairs = if F::HAS_MIN {
+                let min = unsafe { f16_lanes(block.add(2)) };
+                acc_min[r] = _mm256_fmadd_ps(min, act_sum, acc_min[r]);
+                _mm256_maddubs_epi16(quants, aq)
+            } else {
+                let magnitudes = _mm256_sign_epi8(quants, quants);
+                _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(aq, quants))
+            };
+            let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            let scale = _mm256_mul_ps(unsafe { f16_lanes(block) }, act_scale);
+            acc[r] = _mm256_fmadd_ps(dot, scale, acc[r]);
+        }
+    }
+    let mut out = [0f32; R];
+    for r in 0..R {
+        let total = if F::HAS_MIN {
+            _mm256_add_ps(acc[r], acc_min[r])
+        } else {
+            acc[r]
+        };
+        out[r] = unsafe { horizontal_sum(total) };
+    }
+    out
+}
+
+/// The little-endian `f16` at `at`, widened, in all 8 lanes.
+///
+/// # Safety
+/// The CPU has avx2 and f16c; `at` is readable for 2 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_lanes(at: *const u8) -> __m256 {
+    let bits = unsafe { at.cast::<i16>().read_unaligned() };
+    _mm256_cvtph_ps(_mm_set1_epi16(bits))
 }
 
 /// `R` rows × `T` tokens of dot products over `blocks` blocks: each row's

@@ -25,6 +25,28 @@ pub(crate) trait MicroKernel: Copy + Send + Sync {
         acts: &[ActBlock],
         blocks: usize,
     ) -> [[f32; T]; R];
+
+    /// Dot products of `R` packed rows (row `r` is the `blocks` format-`F`
+    /// blocks at `weights[r · row_bytes..]`) with one token's `blocks`
+    /// activation blocks: the single-token product, which reads each
+    /// weight once and so gains nothing from unpacking first. By default,
+    /// unpacks and runs a one-token tile.
+    fn rows<F: BlockFormat, const R: usize>(
+        &self,
+        weights: &[u8],
+        row_bytes: usize,
+        acts: &[ActBlock],
+        blocks: usize,
+    ) -> [f32; R] {
+        let mut unpacked = vec![WeightBlock::default(); R * blocks];
+        for (r, out) in unpacked.chunks_exact_mut(blocks).enumerate() {
+            self.unpack::<F>(
+                &weights[r * row_bytes..r * row_bytes + blocks * F::BYTES],
+                out,
+            );
+        }
+        self.tile::<F, R, 1>(&unpacked, acts, blocks).map(|[v]| v)
+    }
 }
 
 /// Which micro-kernel runs.
@@ -55,65 +77,85 @@ const MIN_MACS_PER_BAND: usize = 1 << 16;
 /// Bands per thread, so uneven progress evens out.
 const BANDS_PER_THREAD: usize = 4;
 
-/// `y = x · Wᵀ`: `weights` holds `rows` rows of `cols / 32` blocks of format
-/// `F`, `x` holds `tokens = x.len() / cols` rows of `cols` activations; the
-/// result is `tokens × rows`, row-major.
+/// `y_i = x · W_iᵀ` for each matrix `W_i` of `group` (its blocks and its row
+/// count; every row `cols / 32` blocks of format `F`): `x` holds
+/// `tokens = x.len() / cols` rows of `cols` activations, quantized once for
+/// the whole group, and each result is `tokens × rows_i`, row-major. The
+/// group's bands run in one parallel sweep, so several products of one
+/// input (queries, keys and values) cost one fork-join.
 pub(crate) fn matmul<F: BlockFormat>(
     isa: Isa,
-    weights: &[u8],
-    rows: usize,
+    group: &[(&[u8], usize)],
     cols: usize,
     x: &[f32],
-) -> Vec<f32> {
+) -> Vec<Vec<f32>> {
     match isa {
-        Isa::Scalar => matmul_with::<F, _>(Scalar, weights, rows, cols, x),
+        Isa::Scalar => matmul_with::<F, _>(Scalar, group, cols, x),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(avx2) => matmul_with::<F, _>(avx2, weights, rows, cols, x),
+        Isa::Avx2(avx2) => matmul_with::<F, _>(avx2, group, cols, x),
     }
 }
 
 fn matmul_with<F: BlockFormat, K: MicroKernel>(
     kernel: K,
-    weights: &[u8],
-    rows: usize,
+    group: &[(&[u8], usize)],
     cols: usize,
     x: &[f32],
-) -> Vec<f32> {
+) -> Vec<Vec<f32>> {
     let blocks = cols / BLOCK;
     assert!(cols > 0 && cols % BLOCK == 0 && x.len() % cols == 0);
-    assert_eq!(weights.len(), rows * blocks * F::BYTES, "weight bytes");
+    let row_bytes = blocks * F::BYTES;
+    for (weights, rows) in group {
+        assert_eq!(weights.len(), rows * row_bytes, "weight bytes");
+    }
     let tokens = x.len() / cols;
-    if rows == 0 || tokens == 0 {
-        return Vec::new();
+    // Row-major `rows × tokens` (the transpose of each result), so each band
+    // owns a contiguous slice.
+    let mut outs: Vec<Vec<f32>> = group
+        .iter()
+        .map(|(_, rows)| vec![0f32; rows * tokens])
+        .collect();
+    let total_rows: usize = group.iter().map(|(_, rows)| rows).sum();
+    if total_rows == 0 || tokens == 0 {
+        return outs;
     }
     let acts = activations::quantize(x, cols, F::HAS_MIN);
 
     // Bands of whole rows, a multiple of the tile height; when split, a
     // multiple of the thread count so no thread idles in the last round.
     let threads = rayon::current_num_threads();
-    let bands = (rows * cols * tokens / MIN_MACS_PER_BAND).clamp(1, threads * BANDS_PER_THREAD);
+    let bands =
+        (total_rows * cols * tokens / MIN_MACS_PER_BAND).clamp(1, threads * BANDS_PER_THREAD);
     let bands = if bands > 1 {
         bands.next_multiple_of(threads)
     } else {
         1
     };
-    let band_rows = rows.div_ceil(bands).next_multiple_of(4);
-    let row_bytes = blocks * F::BYTES;
-
-    // Row-major `rows × tokens` (the transpose of the result), so each band
-    // owns a contiguous slice.
-    let mut out_t = vec![0f32; rows * tokens];
-    out_t
-        .par_chunks_mut(band_rows * tokens)
-        .zip(weights.par_chunks(band_rows * row_bytes))
+    let band_rows = total_rows.div_ceil(bands).next_multiple_of(4);
+    let work: Vec<(&mut [f32], &[u8])> = outs
+        .iter_mut()
+        .zip(group)
+        .flat_map(|(out, (weights, _))| {
+            out.chunks_mut(band_rows * tokens)
+                .zip(weights.chunks(band_rows * row_bytes))
+        })
+        .collect();
+    work.into_par_iter()
         .for_each(|(out, weights)| band::<F, K>(kernel, weights, &acts, blocks, tokens, out));
-    if tokens == 1 {
-        return out_t;
+    if tokens > 1 {
+        for (out_t, (_, rows)) in outs.iter_mut().zip(group) {
+            *out_t = transpose(out_t, *rows, tokens);
+        }
     }
-    let mut out = vec![0f32; tokens * rows];
-    for (r, row) in out_t.chunks_exact(tokens).enumerate() {
-        for (t, &v) in row.iter().enumerate() {
-            out[t * rows + r] = v;
+    outs
+}
+
+/// The `cols × rows` transpose of a row-major `rows × cols` matrix.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m.len()];
+    for (r, row) in m.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
         }
     }
     out
@@ -132,7 +174,10 @@ fn band<F: BlockFormat, K: MicroKernel>(
 ) {
     let row_bytes = blocks * F::BYTES;
     let rows = weights.len() / row_bytes;
-    let (tile_rows, tile_tokens) = if tokens == 1 { (4, 1) } else { (2, 4) };
+    if tokens == 1 {
+        return single_token::<F, K>(kernel, weights, acts, blocks, out);
+    }
+    let (tile_rows, tile_tokens) = (2, 4);
     let mut unpacked = vec![WeightBlock::default(); tile_rows * blocks];
     let mut r = 0;
     while r < rows {
@@ -151,8 +196,6 @@ fn band<F: BlockFormat, K: MicroKernel>(
                 t,
             };
             match (rr, tt) {
-                (4, 1) => store.put(kernel.tile::<F, 4, 1>(w, a, blocks)),
-                (3, 1) => store.put(kernel.tile::<F, 3, 1>(w, a, blocks)),
                 (2, 1) => store.put(kernel.tile::<F, 2, 1>(w, a, blocks)),
                 (1, 1) => store.put(kernel.tile::<F, 1, 1>(w, a, blocks)),
                 (2, 4) => store.put(kernel.tile::<F, 2, 4>(w, a, blocks)),
@@ -166,6 +209,28 @@ fn band<F: BlockFormat, K: MicroKernel>(
             t += tt;
         }
         r += rr;
+    }
+}
+
+/// One token through a band: rows four at a time, read straight from their
+/// packed blocks.
+fn single_token<F: BlockFormat, K: MicroKernel>(
+    kernel: K,
+    weights: &[u8],
+    acts: &[ActBlock],
+    blocks: usize,
+    out: &mut [f32],
+) {
+    let row_bytes = blocks * F::BYTES;
+    let whole = out.len() / 4 * 4;
+    let mut quads = out.chunks_exact_mut(4);
+    for (r, quad) in (&mut quads).enumerate() {
+        let w = &weights[4 * r * row_bytes..];
+        quad.copy_from_slice(&kernel.rows::<F, 4>(w, row_bytes, acts, blocks));
+    }
+    let w = &weights[whole * row_bytes..];
+    for (r, y) in quads.into_remainder().iter_mut().enumerate() {
+        [*y] = kernel.rows::<F, 1>(&w[r * row_bytes..], row_bytes, acts, blocks);
     }
 }
 

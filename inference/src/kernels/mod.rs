@@ -97,6 +97,12 @@ impl QuantizedWeights {
         self.format
     }
 
+    /// Whether `other` has the same format and width, so the two can be
+    /// multiplied in one [`QuantizedWeights::forward_group`].
+    pub fn same_shape_class(&self, other: &QuantizedWeights) -> bool {
+        (self.format, self.cols) == (other.format, other.cols)
+    }
+
     /// `x · Wᵀ` for `x` of shape `(…, cols)` (any dtype, any layout; F32
     /// inside): the result is `(…, rows)` in `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -111,14 +117,66 @@ impl QuantizedWeights {
     /// `x · Wᵀ` on raw data: `x` is `tokens × cols` row-major, the result
     /// `tokens × rows`.
     fn matmul(&self, isa: Isa, x: &[f32]) -> Result<Vec<f32>> {
+        let mut y = Self::matmul_group(&[self], isa, x)?;
+        Ok(y.pop().expect("one product per matrix"))
+    }
+
+    /// `x · W_iᵀ` for each of `group` (one format and width, checked), in
+    /// one parallel sweep with `x` quantized once; `x` is `tokens × cols`
+    /// row-major, each result `tokens × rows_i`.
+    fn matmul_group(group: &[&QuantizedWeights], isa: Isa, x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let Some(first) = group.first() else {
+            return Ok(Vec::new());
+        };
+        let (format, cols) = (first.format, first.cols);
+        if let Some(odd) = group.iter().find(|w| (w.format, w.cols) != (format, cols)) {
+            bail!(
+                "quantized matmul group: {:?} {}×{} beside {format:?} ×{cols}",
+                odd.format,
+                odd.rows,
+                odd.cols
+            )
+        }
         // A CPU tensor lends its bytes: no copy.
-        let bytes = self.weight.data()?;
-        let (w, rows, cols) = (&bytes[..], self.rows, self.cols);
-        Ok(match self.format {
-            WeightFormat::Q4_0 => gemm::matmul::<Q4_0>(isa, w, rows, cols, x),
-            WeightFormat::Q4_1 => gemm::matmul::<Q4_1>(isa, w, rows, cols, x),
-            WeightFormat::Q8_0 => gemm::matmul::<Q8_0>(isa, w, rows, cols, x),
+        let bytes = group
+            .iter()
+            .map(|w| w.weight.data())
+            .collect::<Result<Vec<_>>>()?;
+        let parts: Vec<(&[u8], usize)> = bytes
+            .iter()
+            .zip(group)
+            .map(|(b, w)| (&b[..], w.rows))
+            .collect();
+        Ok(match format {
+            WeightFormat::Q4_0 => gemm::matmul::<Q4_0>(isa, &parts, cols, x),
+            WeightFormat::Q4_1 => gemm::matmul::<Q4_1>(isa, &parts, cols, x),
+            WeightFormat::Q8_0 => gemm::matmul::<Q8_0>(isa, &parts, cols, x),
         })
+    }
+
+    /// `x · W_iᵀ` for each of `group`, which must share one format and
+    /// width: as [`QuantizedWeights::forward`] for each, but the products
+    /// run as one parallel sweep with `x` quantized once.
+    pub fn forward_group(group: &[&QuantizedWeights], x: &Tensor) -> Result<Vec<Tensor>> {
+        let dims = x.dims().to_vec();
+        let dtype = x.dtype();
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(w) = group.iter().find(|w| dims.last() != Some(&w.cols)) {
+            bail!(
+                "quantized matmul: input {dims:?} for a {}×{} weight",
+                w.rows,
+                w.cols
+            )
+        }
+        let ys = Self::matmul_group(group, Isa::best(), &xs)?;
+        ys.into_iter()
+            .zip(group)
+            .map(|(y, w)| {
+                let mut out_dims = dims.clone();
+                *out_dims.last_mut().expect("checked above") = w.rows;
+                Tensor::from_vec(y, out_dims, x.device())?.to_dtype(dtype)
+            })
+            .collect()
     }
 }
 
