@@ -1,8 +1,11 @@
 //! A loaded model and generation (greedy or sampled, optionally streamed).
 //!
-//! Scheduling: each call runs on the calling thread with its own KV cache;
-//! concurrent calls on one `Engine` run concurrently and share only the
-//! (read-only) weights. There is no batching.
+//! Scheduling: each call runs its generation loop (sampling, stop checks,
+//! streaming callbacks) on the calling thread with its own KV cache, and its
+//! forward passes on rayon's global thread pool, whose threads share each
+//! matrix product. Concurrent calls on one `Engine` run concurrently (their
+//! passes interleave on the pool) and share only the read-only weights.
+//! There is no batching.
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -433,6 +436,9 @@ const PREFILL_CHUNK: usize = 256;
 
 impl Step for State<'_> {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
+        // On a worker of the thread pool, so the products inside fork their
+        // bands to the other workers directly instead of handing each one
+        // from this thread to the pool and sleeping until it is done.
         no_panic("forward pass", || {
             rayon::scope(|_| {
                 let mut logits = None;
@@ -443,10 +449,7 @@ impl Step for State<'_> {
                             .map_err(|e| Error::candle("forward pass", e))?,
                     );
                 }
-                logits
-                    .ok_or_else(|| Error::Request("empty prompt".into()))?
-                    .to_vec1::<f32>()
-                    .map_err(|e| Error::candle("logits", e))
+                logits.ok_or_else(|| Error::Request("empty prompt".into()))
             })
         })
     }

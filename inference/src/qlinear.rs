@@ -43,6 +43,8 @@ impl Matrix {
 pub(crate) struct QLinear {
     weight: Weight,
     bias: Option<Tensor>,
+    /// The bias's values, for [`QLinear::forward_group_vec`].
+    bias_vec: Option<Vec<f32>>,
 }
 
 /// Who multiplies.
@@ -70,7 +72,12 @@ impl QLinear {
             Some(weights) => Weight::Kernels(weights),
             None => Weight::Candle(weight.qmatmul()?),
         };
-        Ok(QLinear { weight, bias })
+        let bias_vec = bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+        Ok(QLinear {
+            weight,
+            bias,
+            bias_vec,
+        })
     }
 
     /// `x` is `(…, cols)`, in any layout; the result is `(…, rows)`.
@@ -104,6 +111,45 @@ impl QLinear {
             }
             _ => layers.iter().map(|l| l.forward(x)).collect(),
         }
+    }
+
+    /// [`QLinear::forward_group`] on one token held in a plain vector
+    /// (`cols` values): each result is a vector of `rows` values. Our
+    /// kernels take the slice as it is; candle's path goes through a tensor.
+    pub fn forward_group_vec(layers: &[&QLinear], x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let kernels: Option<Vec<&QuantizedWeights>> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Kernels(w) => Some(w),
+                Weight::Candle(_) => None,
+            })
+            .collect();
+        let ys = match kernels {
+            Some(ws) if ws.windows(2).all(|p| p[0].same_shape_class(p[1])) => {
+                QuantizedWeights::matmul_vec_group(&ws, x)?
+            }
+            _ => {
+                let xt = Tensor::from_slice(x, (1, x.len()), &candle_core::Device::Cpu)?;
+                let mut ys = Vec::with_capacity(layers.len());
+                for l in layers {
+                    let y = match &l.weight {
+                        Weight::Kernels(w) => w.forward(&xt)?,
+                        Weight::Candle(w) => w.forward(&xt)?,
+                    };
+                    ys.push(y.flatten_all()?.to_vec1::<f32>()?);
+                }
+                ys
+            }
+        };
+        ys.into_iter()
+            .zip(layers)
+            .map(|(mut y, l)| {
+                if let Some(b) = &l.bias_vec {
+                    y.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+                }
+                Ok(y)
+            })
+            .collect()
     }
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {

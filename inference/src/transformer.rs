@@ -9,6 +9,8 @@
 
 use candle_core::{Device, IndexOp, Tensor};
 
+mod step;
+
 use crate::arch::{Hyper, Role, RopeStyle};
 use crate::qlinear::{Matrix, QLinear};
 
@@ -166,7 +168,7 @@ impl Transformer {
     /// Runs `tokens` at positions `pos..`, extending `cache` (which must
     /// hold exactly `pos` positions), and returns the logits after the last
     /// token.
-    pub fn forward(&self, tokens: &[u32], pos: usize, cache: &mut KvCache) -> CResult<Tensor> {
+    pub fn forward(&self, tokens: &[u32], pos: usize, cache: &mut KvCache) -> CResult<Vec<f32>> {
         if cache.len() != pos || tokens.is_empty() {
             candle_core::bail!(
                 "forward at position {pos} with {} tokens on a cache of {}",
@@ -174,6 +176,15 @@ impl Transformer {
                 cache.len()
             );
         }
+        match tokens {
+            [token] if self.device.is_cpu() => self.step(*token, pos, cache),
+            _ => self.forward_tensors(tokens, pos, cache)?.to_vec1::<f32>(),
+        }
+    }
+
+    /// [`Transformer::forward`] through tensor operations: prompts, and
+    /// every pass off the CPU.
+    fn forward_tensors(&self, tokens: &[u32], pos: usize, cache: &mut KvCache) -> CResult<Tensor> {
         let seq = tokens.len();
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.embedding(&ids)?; // (seq, hidden)
@@ -262,10 +273,10 @@ impl Transformer {
 }
 
 /// The `N` products of a [`QLinear::forward_group`] of `N` layers.
-fn group<const N: usize>(products: Vec<Tensor>) -> CResult<[Tensor; N]> {
-    products.try_into().map_err(|v: Vec<Tensor>| {
-        candle_core::Error::Msg(format!("{} products of {N} layers", v.len()))
-    })
+fn group<T, const N: usize>(products: Vec<T>) -> CResult<[T; N]> {
+    products
+        .try_into()
+        .map_err(|v: Vec<T>| candle_core::Error::Msg(format!("{} products of {N} layers", v.len())))
 }
 
 /// `(seq, pos + seq)`: 0 where token `i` (at `pos + i`) may attend, −∞ after.

@@ -154,6 +154,21 @@ impl QuantizedWeights {
         })
     }
 
+    /// `x · W_iᵀ` for one token `x` (`cols` values) and each of `group`,
+    /// which must share one format and width; each result has `rows_i`
+    /// values.
+    pub fn matmul_vec_group(group: &[&QuantizedWeights], x: &[f32]) -> Result<Vec<Vec<f32>>> {
+        if let Some(w) = group.iter().find(|w| w.cols != x.len()) {
+            bail!(
+                "quantized matmul: {} inputs for a {}×{} weight",
+                x.len(),
+                w.rows,
+                w.cols
+            )
+        }
+        Self::matmul_group(group, Isa::best(), x)
+    }
+
     /// `x · W_iᵀ` for each of `group`, which must share one format and
     /// width: as [`QuantizedWeights::forward`] for each, but the products
     /// run as one parallel sweep with `x` quantized once.
