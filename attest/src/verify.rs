@@ -73,6 +73,11 @@ pub enum Subject {
         /// Byte offset.
         offset: u64,
     },
+    /// A file of an export bundle as a whole.
+    File {
+        /// Its name in the bundle.
+        file: String,
+    },
     /// The log as a whole.
     Log,
 }
@@ -85,6 +90,7 @@ impl std::fmt::Display for Subject {
                 write!(f, "checkpoint #{index} (offset {offset})")
             }
             Subject::Storage { file, offset } => write!(f, "{file} at offset {offset}"),
+            Subject::File { file } => f.write_str(file),
             Subject::Log => f.write_str("log"),
         }
     }
@@ -300,6 +306,7 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
         Subject::Record { seq, .. } => (1, seq),
         Subject::Storage { offset, .. } => (2, offset),
         Subject::Checkpoint { index, .. } => (3, index as u64),
+        Subject::File { .. } => (4, 0),
     });
 
     Report {

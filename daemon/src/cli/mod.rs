@@ -4,6 +4,7 @@ mod bench;
 mod bench_gate;
 mod bench_inference;
 mod daemon_cmds;
+mod export;
 mod keys;
 mod models;
 pub(crate) use keys::default_origin;
@@ -59,6 +60,22 @@ enum Command {
         /// Where to write the proof (default: record-SEQ.tlog-proof).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Export the log up to its last checkpoint as a bundle a stranger
+    /// verifies offline (`cairn verify BUNDLE --key FINGERPRINT`): a new
+    /// directory `cairn-export-SIZE-TIME-ROOT` inside `--to`.
+    Export {
+        /// The ledger (state) directory; a running daemon's is fine (its
+        /// journals are only appended to).
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The directory to write the bundle into (it must exist: a mounted
+        /// stick, for instance).
+        #[arg(long)]
+        to: PathBuf,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Models: list, add (load or swap) and remove a running daemon's
     /// models; generate test models.
@@ -130,6 +147,7 @@ pub fn main() -> ExitCode {
         }
         Command::Verify { path, key, json } => verify::run(&path, key, json),
         Command::Proof { seq, ledger, out } => proof::write(seq, &ledger, out),
+        Command::Export { ledger, to, json } => export::run(&ledger, &to, json),
         Command::Keys { command } => keys::run(command),
         Command::Models { command } => models::run(command),
         Command::Status { at, json } => daemon_cmds::status(&at, json),

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use cairn_attest::bundle;
 use cairn_attest::ledger_files::LedgerFiles;
 use cairn_attest::verify::{verify_log, Options, Report};
 
@@ -13,17 +14,27 @@ pub(super) fn run(path: &Path, key: Option<String>, json: bool) -> anyhow::Resul
     let started = std::time::Instant::now();
     let files =
         LedgerFiles::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let report = verify_log(
+    let mut report = verify_log(
         &files.log_bytes(),
         &Options {
             expected_identity: key.clone(),
         },
     );
+    if bundle::is_bundle(path) {
+        let findings = bundle::check(path, &report);
+        report.findings.extend(findings);
+    }
     let elapsed = started.elapsed();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_human(path, &report, key.is_some(), elapsed);
+        print_human(
+            path,
+            &report,
+            key.is_some(),
+            elapsed,
+            bundle::is_bundle(path),
+        );
     }
     Ok(if report.ok() {
         ExitCode::SUCCESS
@@ -32,8 +43,9 @@ pub(super) fn run(path: &Path, key: Option<String>, json: bool) -> anyhow::Resul
     })
 }
 
-fn print_human(path: &Path, r: &Report, pinned: bool, elapsed: std::time::Duration) {
-    println!("ledger      {}", path.display());
+fn print_human(path: &Path, r: &Report, pinned: bool, elapsed: std::time::Duration, bundle: bool) {
+    let what = if bundle { "bundle " } else { "ledger " };
+    println!("{what}     {}", path.display());
     if let Some(o) = &r.origin {
         println!("log         {o}");
     }

@@ -1,0 +1,388 @@
+//! Export bundles: a directory a stranger verifies offline with nothing but
+//! the identity key's published fingerprint (format in `FORMAT.md` §9).
+//!
+//! A bundle holds the log up to one signed checkpoint: the records journal
+//! cut at the checkpoint's size, the checkpoints up to it, that checkpoint
+//! alone, a manifest, a README for whoever finds the stick, and
+//! `SHA256SUMS` over every other file. It is written into a hidden
+//! `.partial` directory, each file synced, and renamed into place last, so a
+//! failed export (missing, read-only or full target) leaves nothing that
+//! looks like a bundle.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::Checkpoint;
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::journal::{encode_frame, sync_parent, FRAME_HEADER, MAGIC};
+use crate::keyring::KeySet;
+use crate::ledger::{CHECKPOINTS_JOURNAL, RECORDS_JOURNAL};
+use crate::verify::{verify_log, Finding, LogBytes, Options, Subject};
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "bundle.json";
+/// The checksum list's file name (`sha256sum` format).
+pub const SUMS: &str = "SHA256SUMS";
+/// The exported checkpoint alone, as a signed note.
+pub const CHECKPOINT: &str = "checkpoint";
+/// The note for a human who finds the bundle.
+pub const README: &str = "README.txt";
+/// The manifest's `format` value.
+pub const FORMAT: &str = "cairn-export/v1";
+
+/// The manifest (`bundle.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The log's origin.
+    pub origin: String,
+    /// Records in the bundle: entries `0 … records-1`, the exported
+    /// checkpoint's size.
+    pub records: u64,
+    /// The exported checkpoint's Merkle root, base64 as in the checkpoint.
+    pub root: String,
+    /// SHA-256 fingerprint of the identity key, hex.
+    pub identity_fingerprint: String,
+    /// When the bundle was written, seconds since the Unix epoch.
+    pub created_unix: u64,
+}
+
+/// What [`export`] wrote.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The bundle directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// The log of `log` cut at its last checkpoint: that checkpoint's entries
+/// and every checkpoint up to it. Damage past the cut (a write in progress
+/// in a running daemon's journals) is left out; damage before it is kept.
+fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Checkpoint)> {
+    let (k, cp) = log
+        .checkpoints
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(k, c)| {
+            let note = crate::note::Note::parse(c.bytes).ok()?;
+            Some((k, Checkpoint::parse_text(note.text).ok()?))
+        })
+        .ok_or_else(|| {
+            Error::Invalid("the ledger has no checkpoint yet: nothing to export".into())
+        })?;
+    let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
+    if size > log.entries.len() {
+        return Err(Error::Invalid(format!(
+            "the last checkpoint covers {} records but the records journal holds {}",
+            cp.size,
+            log.entries.len()
+        )));
+    }
+    let end_of = |items: &[crate::verify::Stored<'_>], n: usize| {
+        items[..n]
+            .last()
+            .map_or(0, |s| s.offset + (FRAME_HEADER + s.bytes.len()) as u64)
+    };
+    let records_end = end_of(&log.entries, size);
+    let checkpoints_end = end_of(&log.checkpoints, k + 1);
+    let damage = log
+        .damage
+        .iter()
+        .filter(|f| match &f.subject {
+            Subject::Storage { file, offset } if file == RECORDS_JOURNAL => *offset < records_end,
+            Subject::Storage { file, offset } if file == CHECKPOINTS_JOURNAL => {
+                *offset < checkpoints_end
+            }
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    Ok((
+        LogBytes {
+            entries: log.entries[..size].to_vec(),
+            checkpoints: log.checkpoints[..=k].to_vec(),
+            damage,
+        },
+        cp,
+    ))
+}
+
+/// Writes a bundle of `log` (a ledger's journals) up to its last checkpoint
+/// into a new directory inside `parent`, named
+/// `cairn-export-SIZE-TIME-ROOT` (`ROOT`: the first 8 hex digits of the
+/// checkpoint's root),
+/// after verifying that part of the log: an export of a log that does not
+/// verify is refused, naming the first problem. `now` is the Unix time.
+pub fn export(log: &LogBytes<'_>, parent: &Path, now: u64) -> Result<Exported> {
+    let meta = std::fs::metadata(parent).map_err(|e| Error::io(parent, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{} is not a directory",
+            parent.display()
+        )));
+    }
+    let (cut, cp) = cut_at_last_checkpoint(log)?;
+    let report = verify_log(&cut, &Options::default());
+    if let Some(f) = report.findings.first() {
+        return Err(Error::Invalid(format!(
+            "the ledger does not verify ({}: {}); run `cairn verify` on it; nothing exported",
+            f.subject, f.why
+        )));
+    }
+    let genesis = Entry::parse(cut.entries[0].bytes)?;
+    let keys = KeySet::from_genesis(&genesis.record.body)?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        origin: cp.origin.clone(),
+        records: cp.size,
+        root: base64::engine::general_purpose::STANDARD.encode(cp.root),
+        identity_fingerprint: keys.identity.fingerprint(),
+        created_unix: now,
+    };
+    let name = format!(
+        "cairn-export-{}-{now}-{}",
+        cp.size,
+        &hex::encode(cp.root)[..8]
+    );
+    let dir = parent.join(&name);
+    if dir.exists() {
+        return Err(Error::Invalid(format!("{} already exists", dir.display())));
+    }
+    let partial = parent.join(format!(".{name}.partial"));
+    let written = write_files(&partial, &cut, &manifest).and_then(|()| {
+        std::fs::rename(&partial, &dir).map_err(|e| Error::io(&dir, e))?;
+        sync_parent(&dir)
+    });
+    if let Err(e) = written {
+        // Best effort: a half-written bundle must not stay behind.
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    Ok(Exported { dir, manifest })
+}
+
+/// Creates `dir` and writes every bundle file into it, `SHA256SUMS` last.
+fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<()> {
+    std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let journal = |items: &[crate::verify::Stored<'_>]| {
+        let mut out = MAGIC.to_vec();
+        for s in items {
+            encode_frame(s.bytes, &mut out);
+        }
+        out
+    };
+    let last_checkpoint = log.checkpoints.last().map_or(&[][..], |c| c.bytes);
+    let mut manifest_json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
+    manifest_json.push(b'\n');
+    let files: [(&str, Vec<u8>); 5] = [
+        (RECORDS_JOURNAL, journal(&log.entries)),
+        (CHECKPOINTS_JOURNAL, journal(&log.checkpoints)),
+        (CHECKPOINT, last_checkpoint.to_vec()),
+        (MANIFEST, manifest_json),
+        (README, readme(manifest).into_bytes()),
+    ];
+    let mut sums = String::new();
+    for (name, bytes) in &files {
+        write_synced(&dir.join(name), bytes)?;
+        sums.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))));
+    }
+    write_synced(&dir.join(SUMS), sums.as_bytes())?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+fn readme(m: &Manifest) -> String {
+    format!(
+        "This directory is an export of a cairn audit log: signed records of what an AI\n\
+         appliance did, hash-chained and committed to by a signed Merkle checkpoint.\n\
+         \n\
+         Log:                  {origin}\n\
+         Records:              {records} (sequence numbers 0 to {last})\n\
+         Checkpoint root:      {root} (SHA-256, RFC 6962)\n\
+         Identity fingerprint: {fp}\n\
+         \n\
+         To verify it, with the cairn command line tool:\n\
+         \n\
+         \x20   cairn verify . --key {fp}\n\
+         \n\
+         Compare the fingerprint with the one the appliance's operator published\n\
+         elsewhere (a signed letter, a web page, a report): the bundle proves that\n\
+         its records were signed by that key and not changed since, so it is only\n\
+         as trustworthy as your copy of the fingerprint.\n\
+         \n\
+         Files: {RECORDS_JOURNAL} (the signed records), {CHECKPOINTS_JOURNAL} (signed\n\
+         checkpoints), {CHECKPOINT} (the checkpoint this export stops at), {MANIFEST}\n\
+         (this summary as JSON), {SUMS} (checksums of the others: `sha256sum -c {SUMS}`).\n\
+         The byte formats are specified in cairn's attest/FORMAT.md, so a verifier\n\
+         can be written without cairn.\n",
+        origin = m.origin,
+        records = m.records,
+        last = m.records.saturating_sub(1),
+        root = m.root,
+        fp = m.identity_fingerprint,
+    )
+}
+
+/// Whether `dir` looks like a bundle (it has a `SHA256SUMS`).
+pub fn is_bundle(dir: &Path) -> bool {
+    dir.join(SUMS).is_file()
+}
+
+/// The checks a bundle adds to [`verify_log`]'s (whose `report` for the
+/// bundle's journals is given): `SHA256SUMS` lists every other file and
+/// every checksum holds; the manifest parses and agrees with the log (its
+/// origin, size, root and identity); the `checkpoint` file is the last
+/// checkpoint of the journal, and it covers every record. Problems are
+/// returned as findings on the files.
+pub fn check(dir: &Path, report: &crate::verify::Report) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut problem = |file: &str, why: String| {
+        findings.push(Finding {
+            subject: Subject::File { file: file.into() },
+            why,
+        })
+    };
+    let read = |name: &str| std::fs::read(dir.join(name));
+    match read(SUMS) {
+        Err(e) => problem(SUMS, format!("cannot be read: {e}")),
+        Ok(sums) => {
+            let listed = check_sums(dir, &sums, &mut problem);
+            match std::fs::read_dir(dir) {
+                Err(e) => problem(".", format!("cannot be listed: {e}")),
+                Ok(entries) => {
+                    for e in entries.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if name != SUMS && !listed.contains(&name) {
+                            problem(&name, format!("is not listed in {SUMS}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let manifest: Option<Manifest> = match read(MANIFEST) {
+        Err(e) => {
+            problem(MANIFEST, format!("cannot be read: {e}"));
+            None
+        }
+        Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
+            Err(e) => {
+                problem(MANIFEST, format!("is not a bundle manifest: {e}"));
+                None
+            }
+            Ok(m) if m.format != FORMAT => {
+                problem(
+                    MANIFEST,
+                    format!("format {:?}, expected {FORMAT:?}", m.format),
+                );
+                None
+            }
+            Ok(m) => Some(m),
+        },
+    };
+    if let Some(m) = manifest {
+        let root_hex = base64::engine::general_purpose::STANDARD
+            .decode(&m.root)
+            .map(hex::encode)
+            .unwrap_or_default();
+        let fp = report.identity.as_ref().map(|(_, fp)| fp.as_str());
+        if report.origin.as_deref() != Some(m.origin.as_str())
+            || report.records != m.records
+            || report.root != root_hex
+            || fp != Some(m.identity_fingerprint.as_str())
+        {
+            problem(
+                MANIFEST,
+                format!(
+                    "says log {} with {} records, root {} and identity {}; the journals hold log {} with {} records, root {} and identity {}",
+                    m.origin,
+                    m.records,
+                    m.root,
+                    m.identity_fingerprint,
+                    report.origin.as_deref().unwrap_or("?"),
+                    report.records,
+                    report.root,
+                    fp.unwrap_or("?"),
+                ),
+            );
+        }
+    }
+    if report.checkpointed_size != report.records {
+        problem(
+            CHECKPOINTS_JOURNAL,
+            format!(
+                "the last valid checkpoint covers {} of the bundle's {} records",
+                report.checkpointed_size, report.records
+            ),
+        );
+    }
+    match (read(CHECKPOINT), read(CHECKPOINTS_JOURNAL)) {
+        (Ok(alone), Ok(journal)) => {
+            let last = crate::ledger_files::log_from_journals(&[], &journal)
+                .checkpoints
+                .last()
+                .map(|c| c.bytes.to_vec());
+            if last.as_deref() != Some(&alone[..]) {
+                problem(
+                    CHECKPOINT,
+                    format!("is not the last checkpoint in {CHECKPOINTS_JOURNAL}"),
+                );
+            }
+        }
+        (Err(e), _) => problem(CHECKPOINT, format!("cannot be read: {e}")),
+        (_, Err(e)) => problem(CHECKPOINTS_JOURNAL, format!("cannot be read: {e}")),
+    }
+    findings
+}
+
+/// Checks each `HEX  NAME` line of `sums`; returns the names listed.
+fn check_sums(dir: &Path, sums: &[u8], problem: &mut impl FnMut(&str, String)) -> Vec<String> {
+    let mut listed = Vec::new();
+    let Ok(text) = std::str::from_utf8(sums) else {
+        problem(SUMS, "is not UTF-8".into());
+        return listed;
+    };
+    for (i, line) in text.lines().enumerate() {
+        let Some((hash, name)) = line.split_once("  ") else {
+            problem(SUMS, format!("line {} is not `HASH  NAME`", i + 1));
+            continue;
+        };
+        if name.contains('/') || name.starts_with('.') || name.is_empty() {
+            problem(
+                SUMS,
+                format!("line {} names {name:?}, not a file of the bundle", i + 1),
+            );
+            continue;
+        }
+        listed.push(name.to_string());
+        match std::fs::read(dir.join(name)) {
+            Err(e) => problem(name, format!("listed in {SUMS} but cannot be read: {e}")),
+            Ok(bytes) if hex::encode(Sha256::digest(&bytes)) != hash.to_ascii_lowercase() => {
+                problem(name, format!("does not match its SHA-256 in {SUMS}"))
+            }
+            Ok(_) => {}
+        }
+    }
+    listed
+}

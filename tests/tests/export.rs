@@ -1,0 +1,329 @@
+//! `cairn export`: a bundle verifies alone with `cairn verify`; every
+//! tamper case of the audit core is caught on a bundle, even when the
+//! tamperer recomputes `SHA256SUMS`; a missing, read-only or full target
+//! gives a clear error and leaves nothing that looks like a bundle.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cairn_attest::bundle::{Manifest, MANIFEST, SUMS};
+use cairn_attest::journal::{encode_frame, split_frames, MAGIC};
+use cairn_attest::ledger::{CHECKPOINTS_JOURNAL, RECORDS_JOURNAL};
+use cairn_attest::{Actor, Keyring, Ledger, LedgerConfig, RecordDraft};
+use cairn_tests::{cairn, cairn_verify};
+use sha2::{Digest, Sha256};
+
+/// A ledger of `n` records plus genesis, checkpointed every 10 and on close.
+fn make_ledger(dir: &Path, origin: &str, n: u64) {
+    let keys = Keyring::create(&dir.join("keys"), origin).unwrap();
+    let config = LedgerConfig {
+        checkpoint_every_records: 10,
+        ..LedgerConfig::default()
+    };
+    let l = Ledger::open(dir, keys, config).unwrap();
+    for i in 0..n {
+        l.append(RecordDraft::new(
+            "test.event",
+            Actor::System {
+                name: "export-test".into(),
+            },
+            serde_json::json!({ "i": i }),
+        ))
+        .unwrap();
+    }
+}
+
+/// Exports `ledger` into `to` and returns the bundle directory.
+fn export(ledger: &Path, to: &Path) -> PathBuf {
+    let out = cairn(&[
+        "export",
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(v["dir"].as_str().unwrap())
+}
+
+fn manifest(bundle: &Path) -> Manifest {
+    serde_json::from_slice(&std::fs::read(bundle.join(MANIFEST)).unwrap()).unwrap()
+}
+
+/// Rewrites `SHA256SUMS` to match the files, as a careful tamperer would.
+fn recompute_sums(bundle: &Path) {
+    let text = std::fs::read_to_string(bundle.join(SUMS)).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let (_, name) = line.split_once("  ").unwrap();
+        let bytes = std::fs::read(bundle.join(name)).unwrap();
+        out.push_str(&format!(
+            "{}  {name}\n",
+            hex::encode(Sha256::digest(&bytes))
+        ));
+    }
+    std::fs::write(bundle.join(SUMS), out).unwrap();
+}
+
+fn entries(journal: &[u8]) -> Vec<Vec<u8>> {
+    split_frames(&journal[MAGIC.len()..], MAGIC.len() as u64)
+        .0
+        .iter()
+        .map(|f| f.entry.to_vec())
+        .collect()
+}
+
+fn journal(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    for e in entries {
+        encode_frame(e, &mut out);
+    }
+    out
+}
+
+/// A fresh copy of `bundle` to tamper with.
+fn copy(bundle: &Path, to: &Path) -> PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(bundle).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    to.to_path_buf()
+}
+
+#[test]
+fn a_bundle_verifies_alone_and_describes_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    make_ledger(&ledger, "cairn.example/export", 25);
+    let sticks = dir.path().join("stick");
+    std::fs::create_dir(&sticks).unwrap();
+    let bundle = export(&ledger, &sticks);
+    let m = manifest(&bundle);
+    assert_eq!(m.format, "cairn-export/v1");
+    assert_eq!(m.origin, "cairn.example/export");
+    // Genesis, 25 records; the clean close checkpointed them all.
+    assert_eq!(m.records, 26);
+    let readme = std::fs::read_to_string(bundle.join("README.txt")).unwrap();
+    assert!(readme.contains(&m.identity_fingerprint), "{readme}");
+    // `sha256sum -c` accepts the checksum list as written.
+    let sums = Command::new("sha256sum")
+        .arg("-c")
+        .arg(SUMS)
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(sums.status.success(), "{sums:?}");
+
+    // The bundle alone, the ledger gone, with the fingerprint pinned.
+    std::fs::remove_dir_all(&ledger).unwrap();
+    let (code, out) = cairn_verify(&bundle, &["--key", &m.identity_fingerprint]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("26 records"), "{out}");
+    assert!(out.contains("matches the expected key"), "{out}");
+    // Nothing but the bundle was written to the stick.
+    let names: Vec<_> = std::fs::read_dir(&sticks).unwrap().collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
+fn a_running_ledgers_export_stops_at_its_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let keys = Keyring::create(&ledger.join("keys"), "cairn.example/live").unwrap();
+    let config = LedgerConfig {
+        checkpoint_every_records: 10,
+        checkpoint_every: None,
+        ..LedgerConfig::default()
+    };
+    let l = Ledger::open(&ledger, keys, config).unwrap();
+    for i in 0..14 {
+        l.append(RecordDraft::new(
+            "test.event",
+            Actor::System {
+                name: "live".into(),
+            },
+            serde_json::json!(i),
+        ))
+        .unwrap();
+    }
+    // Still open: 15 records, the last checkpoint at 10.
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let bundle = export(&ledger, &out_dir);
+    assert_eq!(manifest(&bundle).records, 10);
+    assert_eq!(cairn_verify(&bundle, &[]).0, 0);
+    drop(l);
+}
+
+#[test]
+fn tampered_bundles_fail_verification_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    make_ledger(&ledger, "cairn.example/tamper-export", 30);
+    let other = dir.path().join("other");
+    make_ledger(&other, "cairn.example/tamper-export", 30);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let bundle = export(&ledger, &out);
+    let other_bundle = export(&other, &out);
+    let fp = manifest(&bundle).identity_fingerprint;
+    let records = std::fs::read(bundle.join(RECORDS_JOURNAL)).unwrap();
+    let all = entries(&records);
+    let work = dir.path().join("work");
+
+    let mut n = 0;
+    let mut case = |what: &str, tamper: &dyn Fn(&Path), expect: &str, sums: bool| {
+        n += 1;
+        let b = copy(&bundle, &work.join(n.to_string()));
+        tamper(&b);
+        if sums {
+            recompute_sums(&b);
+        }
+        let (code, text) = cairn_verify(&b, &["--key", &fp]);
+        assert_eq!(code, 1, "{what}: {text}");
+        assert!(
+            text.contains(expect),
+            "{what}: expected {expect:?} in\n{text}"
+        );
+        assert!(!text.contains("panicked"), "{text}");
+    };
+    let set_records = |b: &Path, e: &[Vec<u8>]| {
+        std::fs::write(b.join(RECORDS_JOURNAL), journal(e)).unwrap();
+    };
+
+    // A byte changed in a record's text, checksums left alone / recomputed.
+    let flip = |b: &Path| {
+        let mut e = all.clone();
+        let i = e[12].iter().position(|&c| c == b'"').unwrap() + 1;
+        e[12][i] ^= 0x01;
+        set_records(b, &e);
+    };
+    case("edited record", &flip, "does not match its SHA-256", false);
+    case("edited record, sums recomputed", &flip, "record 12", true);
+    // A record deleted, two swapped, the tail cut off.
+    let delete = |b: &Path| {
+        let mut e = all.clone();
+        e.remove(7);
+        set_records(b, &e);
+    };
+    case("deleted record", &delete, "record 7", true);
+    let swap = |b: &Path| {
+        let mut e = all.clone();
+        e.swap(4, 5);
+        set_records(b, &e);
+    };
+    case("swapped records", &swap, "record 4", true);
+    let truncate = |b: &Path| set_records(b, &all[..20]);
+    case("truncated", &truncate, "checkpoint", true);
+    // The other log's checkpoint (same origin, other keys) put in.
+    let swap_checkpoint = |b: &Path| {
+        for f in [CHECKPOINTS_JOURNAL, "checkpoint"] {
+            std::fs::copy(other_bundle.join(f), b.join(f)).unwrap();
+        }
+    };
+    case("swapped checkpoint", &swap_checkpoint, "checkpoint", true);
+    // The whole log replaced by one under other keys: only the pinned
+    // fingerprint tells.
+    let replace_keys = |b: &Path| {
+        for f in [RECORDS_JOURNAL, CHECKPOINTS_JOURNAL, "checkpoint", MANIFEST] {
+            std::fs::copy(other_bundle.join(f), b.join(f)).unwrap();
+        }
+    };
+    case("replaced key set", &replace_keys, "identity", true);
+    // The manifest lying about the size; a file slipped in.
+    let lie = |b: &Path| {
+        let mut m = manifest(b);
+        m.records += 1;
+        std::fs::write(b.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+    };
+    case("manifest edited", &lie, "bundle.json", true);
+    let extra = |b: &Path| std::fs::write(b.join("extra.txt"), b"hello").unwrap();
+    case(
+        "unlisted file",
+        &extra,
+        "is not listed in SHA256SUMS",
+        false,
+    );
+    let lost = |b: &Path| std::fs::remove_file(b.join("checkpoint")).unwrap();
+    case("missing file", &lost, "checkpoint", false);
+}
+
+#[test]
+fn bad_targets_give_clear_errors_and_leave_no_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    make_ledger(&ledger, "cairn.example/targets", 400);
+    let run = |to: &Path| {
+        cairn(&[
+            "export",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--to",
+            to.to_str().unwrap(),
+        ])
+    };
+    let no_bundle = |to: &Path| {
+        let names: Vec<String> = std::fs::read_dir(to)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.starts_with("cairn-export") && !n.ends_with(".partial")),
+            "{names:?}"
+        );
+    };
+
+    let missing = dir.path().join("no-such-stick");
+    let out = run(&missing);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-stick") && err.contains("No such file"),
+        "{err}"
+    );
+    assert!(!missing.exists());
+
+    // A stick too small for the ~2 MB of records.
+    let small = cairn_tests::Tmpfs::mount(&dir.path().join("small"), "256k");
+    let out = run(&small.path);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left"), "{err}");
+    no_bundle(&small.path);
+
+    // A read-only stick.
+    let ro = cairn_tests::Tmpfs::mount(&dir.path().join("ro"), "8m");
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ro.path)
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    let out = run(&ro.path);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Read-only file system"), "{err}");
+    no_bundle(&ro.path);
+
+    // A ledger that does not verify is not exported.
+    let records = ledger.join(RECORDS_JOURNAL);
+    let mut bytes = std::fs::read(&records).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&records, bytes).unwrap();
+    let fine = dir.path().join("fine");
+    std::fs::create_dir(&fine).unwrap();
+    let out = run(&fine);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not verify"), "{err}");
+    no_bundle(&fine);
+}
