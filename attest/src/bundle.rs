@@ -30,6 +30,8 @@ pub const MANIFEST: &str = "bundle.json";
 pub const SUMS: &str = "SHA256SUMS";
 /// The exported checkpoint alone, as a signed note.
 pub const CHECKPOINT: &str = "checkpoint";
+/// The RFC 3161 timestamp request for the exported checkpoint.
+pub const TIMESTAMP_REQUEST: &str = "checkpoint.tsq";
 /// The note for a human who finds the bundle.
 pub const README: &str = "README.txt";
 /// The manifest's `format` value.
@@ -183,10 +185,12 @@ fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<()
     let mut manifest_json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
     manifest_json.push(b'\n');
-    let files: [(&str, Vec<u8>); 5] = [
+    let tsq = crate::anchor::timestamp_request(last_checkpoint, crate::anchor::random_nonce()?)?;
+    let files: [(&str, Vec<u8>); 6] = [
         (RECORDS_JOURNAL, journal(&log.entries)),
         (CHECKPOINTS_JOURNAL, journal(&log.checkpoints)),
         (CHECKPOINT, last_checkpoint.to_vec()),
+        (TIMESTAMP_REQUEST, tsq),
         (MANIFEST, manifest_json),
         (README, readme(manifest).into_bytes()),
     ];
@@ -233,7 +237,11 @@ fn readme(m: &Manifest) -> String {
          \n\
          Files: {RECORDS_JOURNAL} (the signed records), {CHECKPOINTS_JOURNAL} (signed\n\
          checkpoints), {CHECKPOINT} (the checkpoint this export stops at), {MANIFEST}\n\
-         (this summary as JSON), {SUMS} (checksums of the others: `sha256sum -c {SUMS}`).\n\
+         (this summary as JSON), {SUMS} (checksums of the others: `sha256sum -c {SUMS}`),\n\
+         {TIMESTAMP_REQUEST} (an RFC 3161 timestamp request for the checkpoint's SHA-256:\n\
+         `openssl ts -query -in {TIMESTAMP_REQUEST} -text` shows it; send it to a timestamp\n\
+         authority to anchor the checkpoint in time; an OpenTimestamps client can stamp\n\
+         the file `{CHECKPOINT}` itself: `ots stamp {CHECKPOINT}`).\n\
          The byte formats are specified in cairn's attest/FORMAT.md, so a verifier\n\
          can be written without cairn.\n",
         origin = m.origin,

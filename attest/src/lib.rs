@@ -14,6 +14,7 @@
 //! live in software, a TPM or an HSM. The byte formats are specified in
 //! `attest/FORMAT.md`.
 
+pub mod anchor;
 pub mod bundle;
 pub mod checkpoint;
 pub mod entry;

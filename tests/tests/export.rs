@@ -117,6 +117,25 @@ fn a_bundle_verifies_alone_and_describes_itself() {
         .unwrap();
     assert!(sums.status.success(), "{sums:?}");
 
+    // OpenSSL parses the RFC 3161 request and shows the checkpoint's SHA-256.
+    let tsq = Command::new("openssl")
+        .args(["ts", "-query", "-in"])
+        .arg(bundle.join("checkpoint.tsq"))
+        .arg("-text")
+        .output()
+        .unwrap();
+    assert!(tsq.status.success(), "{tsq:?}");
+    let text = String::from_utf8_lossy(&tsq.stdout);
+    let shown: String = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("00"))
+        .flat_map(|l| l.split(" - ").nth(1).unwrap_or("").split("   ").next())
+        .collect::<String>()
+        .replace(['-', ' '], "");
+    let checkpoint = std::fs::read(bundle.join("checkpoint")).unwrap();
+    assert_eq!(shown, hex::encode(Sha256::digest(&checkpoint)), "{text}");
+    assert!(text.contains("Certificate required: yes"), "{text}");
+
     // The bundle alone, the ledger gone, with the fingerprint pinned.
     std::fs::remove_dir_all(&ledger).unwrap();
     let (code, out) = cairn_verify(&bundle, &["--key", &m.identity_fingerprint]);
