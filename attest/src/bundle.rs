@@ -62,6 +62,9 @@ pub struct Exported {
     pub dir: PathBuf,
     /// Its manifest.
     pub manifest: Manifest,
+    /// SHA-256 of its `SHA256SUMS` file, hex: one digest for the whole
+    /// bundle.
+    pub sums_sha256: String,
 }
 
 /// The log of `log` cut at its last checkpoint: that checkpoint's entries
@@ -123,7 +126,16 @@ fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Check
 /// checkpoint's root),
 /// after verifying that part of the log: an export of a log that does not
 /// verify is refused, naming the first problem. `now` is the Unix time.
-pub fn export(log: &LogBytes<'_>, parent: &Path, now: u64) -> Result<Exported> {
+///
+/// `publish` runs once every file is written and synced, before the bundle
+/// gets its name (the daemon records the export there); if it fails, the
+/// bundle is removed and its error returned.
+pub fn export(
+    log: &LogBytes<'_>,
+    parent: &Path,
+    now: u64,
+    publish: impl FnOnce(&Exported) -> Result<()>,
+) -> Result<Exported> {
     let meta = std::fs::metadata(parent).map_err(|e| Error::io(parent, e))?;
     if !meta.is_dir() {
         return Err(Error::Invalid(format!(
@@ -159,20 +171,27 @@ pub fn export(log: &LogBytes<'_>, parent: &Path, now: u64) -> Result<Exported> {
         return Err(Error::Invalid(format!("{} already exists", dir.display())));
     }
     let partial = parent.join(format!(".{name}.partial"));
-    let written = write_files(&partial, &cut, &manifest).and_then(|()| {
+    let written = write_files(&partial, &cut, &manifest).and_then(|sums_sha256| {
+        let exported = Exported {
+            dir: dir.clone(),
+            manifest,
+            sums_sha256,
+        };
+        publish(&exported)?;
         std::fs::rename(&partial, &dir).map_err(|e| Error::io(&dir, e))?;
-        sync_parent(&dir)
+        sync_parent(&dir)?;
+        Ok(exported)
     });
-    if let Err(e) = written {
+    if written.is_err() {
         // Best effort: a half-written bundle must not stay behind.
         let _ = std::fs::remove_dir_all(&partial);
-        return Err(e);
     }
-    Ok(Exported { dir, manifest })
+    written
 }
 
-/// Creates `dir` and writes every bundle file into it, `SHA256SUMS` last.
-fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<()> {
+/// Creates `dir` and writes every bundle file into it, `SHA256SUMS` last;
+/// returns the SHA-256 of `SHA256SUMS`, hex.
+fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<String> {
     std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
     let journal = |items: &[crate::verify::Stored<'_>]| {
         let mut out = MAGIC.to_vec();
@@ -202,7 +221,8 @@ fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<()
     write_synced(&dir.join(SUMS), sums.as_bytes())?;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
+        .map_err(|e| Error::io(dir, e))?;
+    Ok(hex::encode(Sha256::digest(sums.as_bytes())))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {

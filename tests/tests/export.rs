@@ -346,3 +346,60 @@ fn bad_targets_give_clear_errors_and_leave_no_bundle() {
     assert!(err.contains("does not verify"), "{err}");
     no_bundle(&fine);
 }
+
+#[test]
+fn a_running_daemon_checkpoints_for_the_export_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let daemon = cairn_tests::Daemon::start(&state, &["--demo"]);
+    let out_dir = dir.path().join("stick");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = cairn(&[
+        "export",
+        "--ledger",
+        state.to_str().unwrap(),
+        "--to",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bundle = PathBuf::from(v["dir"].as_str().unwrap());
+    let m = manifest(&bundle);
+    let seq = v["record"]["seq"]
+        .as_u64()
+        .expect("the export was recorded");
+    // The daemon checkpointed just before: every record up to the export's
+    // own is in the bundle.
+    assert_eq!(m.records, seq);
+    daemon.stop();
+
+    let records = cairn_tests::ledger_records(&state);
+    let r = &records[seq as usize];
+    assert_eq!(r.kind, "ledger.export");
+    assert_eq!(r.body["records"], m.records);
+    assert_eq!(r.body["root"], m.root);
+    assert_eq!(
+        r.body["bundle"],
+        bundle.file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(r.body["sums_sha256"], v["sums_sha256"]);
+    assert_eq!(cairn_verify(&state, &[]).0, 0);
+    assert_eq!(
+        cairn_verify(&bundle, &["--key", &m.identity_fingerprint]).0,
+        0
+    );
+
+    // Asked to record with a daemon that is not there: an error, no bundle.
+    let out = cairn(&[
+        "export",
+        "--ledger",
+        state.to_str().unwrap(),
+        "--to",
+        out_dir.to_str().unwrap(),
+        "--socket",
+        state.join("cairnd.sock").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}

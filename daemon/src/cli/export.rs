@@ -1,6 +1,7 @@
-//! `cairn export`: a bundle of the log for offline verification.
+//! `cairn export`: a bundle of the log for offline verification, recorded
+//! in the log by the running daemon.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,15 +9,62 @@ use anyhow::Context;
 use cairn_attest::bundle;
 use cairn_attest::ledger_files::LedgerFiles;
 
+use crate::client::request;
+
 /// Writes a bundle of the ledger in `ledger` into a new directory in `to`.
-pub(super) fn run(ledger: &Path, to: &Path, json: bool) -> anyhow::Result<ExitCode> {
+/// With a daemon at `socket` (default: the ledger's `cairnd.sock`, when a
+/// daemon answers there), asks it to checkpoint first, so the bundle holds
+/// every record so far, and to record the export before the bundle gets
+/// its name; without one, exports up to the last checkpoint, unrecorded.
+pub(super) fn run(
+    ledger: &Path,
+    to: &Path,
+    socket: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let explicit = socket.is_some();
+    let socket = socket.unwrap_or_else(|| ledger.join("cairnd.sock"));
+    let daemon = match request(&socket, "POST", "/v1/audit/checkpoint", None) {
+        Ok(r) => {
+            r.ok().context("the daemon could not checkpoint")?;
+            Some(socket.clone())
+        }
+        Err(e) if explicit => return Err(e.context("no daemon to record the export")),
+        Err(_) => None,
+    };
     let files =
         LedgerFiles::open(ledger).with_context(|| format!("cannot read {}", ledger.display()))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let exported = bundle::export(&files.log_bytes(), to, now)
-        .with_context(|| format!("cannot export to {}", to.display()))?;
+    let mut record = None;
+    let exported = bundle::export(&files.log_bytes(), to, now, |e| {
+        let Some(socket) = &daemon else {
+            return Ok(());
+        };
+        let m = &e.manifest;
+        let body = serde_json::json!({
+            "bundle": e.dir.file_name().map(|n| n.to_string_lossy()),
+            "records": m.records,
+            "root": m.root,
+            "identity_fingerprint": m.identity_fingerprint,
+            "sums_sha256": e.sums_sha256,
+        });
+        let answer = request(
+            socket,
+            "POST",
+            "/v1/admin/exports",
+            Some(body.to_string().into()),
+        )
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .map_err(|e| {
+            cairn_attest::Error::Invalid(format!("the daemon did not record the export: {e:#}"))
+        })?;
+        record = Some(answer["cairn"]["record"].clone());
+        Ok(())
+    })
+    .with_context(|| format!("cannot export to {}", to.display()))?;
     let m = &exported.manifest;
     if json {
         println!(
@@ -24,21 +72,30 @@ pub(super) fn run(ledger: &Path, to: &Path, json: bool) -> anyhow::Result<ExitCo
             serde_json::to_string_pretty(&serde_json::json!({
                 "dir": exported.dir,
                 "manifest": m,
+                "sums_sha256": exported.sums_sha256,
+                "record": record,
             }))?
         );
-    } else {
-        println!("exported    {}", exported.dir.display());
-        println!("log         {}", m.origin);
-        println!(
-            "records     {} (up to the checkpoint with root {})",
-            m.records, m.root
-        );
-        println!("identity    {}", m.identity_fingerprint);
-        println!(
-            "verify with: cairn verify {} --key {}",
-            exported.dir.display(),
-            m.identity_fingerprint
-        );
+        return Ok(ExitCode::SUCCESS);
     }
+    println!("exported    {}", exported.dir.display());
+    println!("log         {}", m.origin);
+    println!(
+        "records     {} (up to the checkpoint with root {})",
+        m.records, m.root
+    );
+    println!("identity    {}", m.identity_fingerprint);
+    match &record {
+        Some(r) => println!("recorded    as record {} (ledger.export)", r["seq"]),
+        None => println!(
+            "recorded    no: no daemon answered at {} (records after the last checkpoint are not in this bundle)",
+            socket.display()
+        ),
+    }
+    println!(
+        "verify with: cairn verify {} --key {}",
+        exported.dir.display(),
+        m.identity_fingerprint
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -61,14 +61,21 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Export the log up to its last checkpoint as a bundle a stranger
-    /// verifies offline (`cairn verify BUNDLE --key FINGERPRINT`): a new
-    /// directory `cairn-export-SIZE-TIME-ROOT` inside `--to`.
+    /// Export the log as a bundle a stranger verifies offline (`cairn verify
+    /// BUNDLE --key FINGERPRINT`): a new directory
+    /// `cairn-export-SIZE-TIME-ROOT` inside `--to`. When the ledger's
+    /// daemon runs, it checkpoints first and records the export
+    /// (`ledger.export`); otherwise the bundle stops at the last checkpoint
+    /// and the export is not recorded.
     Export {
         /// The ledger (state) directory; a running daemon's is fine (its
         /// journals are only appended to).
         #[arg(long)]
         ledger: PathBuf,
+        /// The daemon's socket (default: `cairnd.sock` in the ledger
+        /// directory, if a daemon answers there; given, it must answer).
+        #[arg(long)]
+        socket: Option<PathBuf>,
         /// The directory to write the bundle into (it must exist: a mounted
         /// stick, for instance).
         #[arg(long)]
@@ -147,7 +154,12 @@ pub fn main() -> ExitCode {
         }
         Command::Verify { path, key, json } => verify::run(&path, key, json),
         Command::Proof { seq, ledger, out } => proof::write(seq, &ledger, out),
-        Command::Export { ledger, to, json } => export::run(&ledger, &to, json),
+        Command::Export {
+            ledger,
+            to,
+            socket,
+            json,
+        } => export::run(&ledger, &to, socket, json),
         Command::Keys { command } => keys::run(command),
         Command::Models { command } => models::run(command),
         Command::Status { at, json } => daemon_cmds::status(&at, json),

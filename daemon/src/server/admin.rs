@@ -1,7 +1,7 @@
-//! Model management (`/v1/admin/…`): load, swap and unload models at run
-//! time, each through the gate. Only administrators may (see
-//! [`super::identity::may_administer`]); anyone else gets 403 and an
-//! `access.denied` record.
+//! Administration (`/v1/admin/…`): load, swap and unload models at run
+//! time, and record exports of the log, each through the gate. Only
+//! administrators may (see [`super::identity::may_administer`]); anyone
+//! else gets 403 and an `access.denied` record.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use cairn_attest::RecordDraft;
 use serde::Deserialize;
 
@@ -25,12 +27,18 @@ struct AddModel {
     path: PathBuf,
 }
 
-/// Refuses (with an `access.denied` record) callers who may not administer.
-async fn require_admin(s: &AppState, caller: &Caller, what: &str) -> Result<(), ApiError> {
+/// Refuses (with an `access.denied` record) callers who may not administer
+/// (`action`: what they tried, for the message).
+async fn require_admin(
+    s: &AppState,
+    caller: &Caller,
+    what: &str,
+    action: &str,
+) -> Result<(), ApiError> {
     if may_administer(&caller.0, &s.config.tokens, &s.config.access) {
         return Ok(());
     }
-    let why = "model management needs an administrator (root, cairnd's user, [access] admin_uids or an admin token)";
+    let why = format!("{action} needs an administrator (root, cairnd's user, [access] admin_uids or an admin token)");
     s.gate
         .pass(RecordDraft::new(
             "access.denied",
@@ -38,7 +46,7 @@ async fn require_admin(s: &AppState, caller: &Caller, what: &str) -> Result<(), 
             serde_json::json!({"path": what, "reason": why}),
         ))
         .await?;
-    Err(ApiError::forbidden(why))
+    Err(ApiError::forbidden(&why))
 }
 
 /// A model name clients can type and a record can hold: 1–64 characters
@@ -57,7 +65,7 @@ pub(super) async fn add_model(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_admin(&s, &caller, "/v1/admin/models").await?;
+    require_admin(&s, &caller, "/v1/admin/models", "model management").await?;
     let bytes = axum::body::to_bytes(body, s.config.limits.max_body_bytes)
         .await
         .map_err(|_| ApiError::too_large(s.config.limits.max_body_bytes))?;
@@ -93,7 +101,77 @@ pub(super) async fn remove_model(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&s, &caller, "/v1/admin/models").await?;
+    require_admin(&s, &caller, "/v1/admin/models", "model management").await?;
     let receipt = s.pool.unload(&s.gate, caller.0, &name).await?;
     Ok(Json(serde_json::json!({"id": name, "cairn": {"record": receipt}})).into_response())
+}
+
+/// `POST /v1/admin/exports`: what `cairn export` wrote.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportDone {
+    bundle: String,
+    records: u64,
+    root: String,
+    identity_fingerprint: String,
+    sums_sha256: String,
+}
+
+/// Records an export of the log (`ledger.export`), after checking that it
+/// describes this log: its root at that size and its identity key.
+pub(super) async fn record_export(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &caller, "/v1/admin/exports", "recording an export").await?;
+    let bytes = axum::body::to_bytes(body, s.config.limits.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::too_large(s.config.limits.max_body_bytes))?;
+    let e: ExportDone = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let hex64 = |v: &str| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
+    if !e.bundle.starts_with("cairn-export-")
+        || e.bundle.len() > 128
+        || !e
+            .bundle
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || !hex64(&e.sums_sha256)
+    {
+        return Err(ApiError::bad_request(
+            "not an export: bundle must be a cairn-export-… name and sums_sha256 64 hex digits",
+        ));
+    }
+    let ledger = s.gate.ledger().clone();
+    let size = e.records;
+    let root = tokio::task::spawn_blocking(move || ledger.root(size))
+        .await
+        .map_err(|_| ApiError::internal("the ledger read stopped unexpectedly"))?
+        .map_err(|err| ApiError::bad_request(format!("no root at size {size}: {err}")))?;
+    let fingerprint = s.gate.ledger().keys().identity.fingerprint();
+    if B64.encode(root) != e.root || fingerprint != e.identity_fingerprint {
+        return Err(ApiError::bad_request(
+            "the export's root or identity is not this log's",
+        ));
+    }
+    let receipt = s
+        .gate
+        .pass(RecordDraft::new(
+            "ledger.export",
+            caller.0,
+            serde_json::json!({
+                "bundle": e.bundle,
+                "records": e.records,
+                "root": e.root,
+                "identity_fingerprint": e.identity_fingerprint,
+                "sums_sha256": e.sums_sha256,
+            }),
+        ))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"cairn": {"record": receipt}})),
+    )
+        .into_response())
 }

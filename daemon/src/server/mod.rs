@@ -62,6 +62,10 @@ fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/models", axum::routing::post(admin::add_model))
         .route(
+            "/v1/admin/exports",
+            axum::routing::post(admin::record_export),
+        )
+        .route(
             "/v1/admin/models/{name}",
             axum::routing::delete(admin::remove_model),
         )
