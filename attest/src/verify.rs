@@ -366,3 +366,36 @@ fn open_checkpoint(s: &Stored<'_>, keys: Option<&KeySet>) -> Result<Checkpoint, 
     let keys = keys.ok_or("no trusted keys (the genesis record is unusable)")?;
     Checkpoint::open(s.bytes, keys).map_err(|e| e.to_string())
 }
+
+/// Checks that `log` extends an earlier checkpoint of the same log (for
+/// instance an earlier export's): its signatures verify under the log's
+/// keys (from the genesis record), it covers no more records than the log
+/// holds, and the log's Merkle root at its size is its root. A log
+/// rewritten since — even re-signed by someone holding the keys — fails.
+/// Returns the earlier checkpoint.
+pub fn verify_extends(log: &LogBytes<'_>, earlier: &[u8]) -> crate::Result<Checkpoint> {
+    let genesis = log
+        .entries
+        .first()
+        .ok_or_else(|| crate::Error::Invalid("the log is empty".into()))?;
+    let keys = KeySet::from_genesis(&Entry::parse(genesis.bytes)?.record.body)?;
+    let cp = Checkpoint::open(earlier, &keys)?;
+    if cp.size > log.entries.len() as u64 {
+        return Err(crate::Error::Invalid(format!(
+            "the earlier checkpoint covers {} records, this log holds {}: records were removed",
+            cp.size,
+            log.entries.len()
+        )));
+    }
+    let mut frontier = Frontier::new();
+    for e in &log.entries[..cp.size as usize] {
+        frontier.push(merkle::leaf_hash(e.bytes), |_, _, _| {});
+    }
+    if frontier.root() != cp.root {
+        return Err(crate::Error::Invalid(format!(
+            "this log's first {} records are not the ones the earlier checkpoint signed: the log was rewritten",
+            cp.size
+        )));
+    }
+    Ok(cp)
+}

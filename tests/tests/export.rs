@@ -403,3 +403,71 @@ fn a_running_daemon_checkpoints_for_the_export_and_records_it() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
 }
+
+#[test]
+fn a_later_export_must_extend_the_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    make_ledger(&ledger, "cairn.example/since", 12);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let first = export(&ledger, &out);
+    // More records, a second export: it extends the first.
+    let keys = Keyring::load(&ledger.join("keys")).unwrap();
+    let l = Ledger::open(&ledger, keys, LedgerConfig::default()).unwrap();
+    for i in 0..7 {
+        l.append(RecordDraft::new(
+            "test.event",
+            Actor::System {
+                name: "later".into(),
+            },
+            serde_json::json!(i),
+        ))
+        .unwrap();
+    }
+    drop(l);
+    let second = export(&ledger, &out);
+    let (code, text) = cairn_verify(&second, &["--since", first.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("its 13 records are this log's first 13"),
+        "{text}"
+    );
+
+    // Someone holding the keys starts the log over with other records: it
+    // verifies alone, but not as an extension of the first export.
+    let forged = dir.path().join("forged");
+    std::fs::create_dir(&forged).unwrap();
+    copy(&ledger.join("keys"), &forged.join("keys"));
+    let keys = Keyring::load(&forged.join("keys")).unwrap();
+    let l = Ledger::open(&forged, keys, LedgerConfig::default()).unwrap();
+    for i in 0..20 {
+        l.append(RecordDraft::new(
+            "test.event",
+            Actor::System {
+                name: "forger".into(),
+            },
+            serde_json::json!(i * 2),
+        ))
+        .unwrap();
+    }
+    drop(l);
+    let forged_bundle = export(&forged, &out);
+    let fp = manifest(&first).identity_fingerprint;
+    assert_eq!(cairn_verify(&forged_bundle, &["--key", &fp]).0, 0);
+    let (code, text) = cairn_verify(
+        &forged_bundle,
+        &[
+            "--key",
+            &fp,
+            "--since",
+            first.join("checkpoint").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("the log was rewritten"), "{text}");
+    // And the first export does not extend the longer second one.
+    let (code, text) = cairn_verify(&first, &["--since", second.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("records were removed"), "{text}");
+}

@@ -44,6 +44,10 @@ enum Command {
         /// SHA-256 fingerprint (from `cairn keys show`), obtained out of band.
         #[arg(long)]
         key: Option<String>,
+        /// An earlier export (a bundle directory, or a checkpoint file) the
+        /// log must extend: its records must be this log's first ones.
+        #[arg(long)]
+        since: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -149,10 +153,22 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Verify { path, key, json } if proof::looks_like_proof(&path) => {
-            proof::verify(&path, key.as_deref(), json)
-        }
-        Command::Verify { path, key, json } => verify::run(&path, key, json),
+        Command::Verify {
+            path,
+            since: Some(_),
+            ..
+        } if proof::looks_like_proof(&path) => Err(anyhow::anyhow!(
+            "--since applies to ledgers and bundles, not to a record proof"
+        )),
+        Command::Verify {
+            path, key, json, ..
+        } if proof::looks_like_proof(&path) => proof::verify(&path, key.as_deref(), json),
+        Command::Verify {
+            path,
+            key,
+            since,
+            json,
+        } => verify::run(&path, key, since.as_deref(), json),
         Command::Proof { seq, ledger, out } => proof::write(seq, &ledger, out),
         Command::Export {
             ledger,

@@ -6,16 +6,25 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cairn_attest::bundle;
 use cairn_attest::ledger_files::LedgerFiles;
-use cairn_attest::verify::{verify_log, Options, Report};
+use cairn_attest::verify::{verify_extends, verify_log, Finding, Options, Report, Subject};
 
 use super::EXIT_INVALID;
 
-pub(super) fn run(path: &Path, key: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+/// Verifies the ledger or bundle at `path`; with `since` (an earlier
+/// bundle, or a checkpoint file), also that the log extends that
+/// checkpoint.
+pub(super) fn run(
+    path: &Path,
+    key: Option<String>,
+    since: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let files =
         LedgerFiles::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let log = files.log_bytes();
     let mut report = verify_log(
-        &files.log_bytes(),
+        &log,
         &Options {
             expected_identity: key.clone(),
         },
@@ -24,9 +33,30 @@ pub(super) fn run(path: &Path, key: Option<String>, json: bool) -> anyhow::Resul
         let findings = bundle::check(path, &report);
         report.findings.extend(findings);
     }
+    let mut extends = None;
+    if let Some(since) = since {
+        let file = if since.is_dir() {
+            since.join(bundle::CHECKPOINT)
+        } else {
+            since.to_path_buf()
+        };
+        let earlier =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        match verify_extends(&log, &earlier) {
+            Ok(cp) => extends = Some((file, cp.size)),
+            Err(e) => report.findings.push(Finding {
+                subject: Subject::Log,
+                why: format!("does not extend {}: {e}", file.display()),
+            }),
+        }
+    }
     let elapsed = started.elapsed();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let Some((file, size)) = &extends {
+            v["extends"] = serde_json::json!({"checkpoint": file, "size": size});
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_human(
             path,
@@ -35,6 +65,12 @@ pub(super) fn run(path: &Path, key: Option<String>, json: bool) -> anyhow::Resul
             elapsed,
             bundle::is_bundle(path),
         );
+        if let Some((file, size)) = &extends {
+            println!(
+                "extends     {}: its {size} records are this log's first {size}",
+                file.display()
+            );
+        }
     }
     Ok(if report.ok() {
         ExitCode::SUCCESS
