@@ -23,7 +23,7 @@ pub(super) struct DaemonAt {
 }
 
 impl DaemonAt {
-    fn socket(&self) -> PathBuf {
+    pub(super) fn socket(&self) -> PathBuf {
         socket_path(self.socket.as_deref(), self.state_dir.as_deref())
     }
 }

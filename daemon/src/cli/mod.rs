@@ -1,5 +1,6 @@
 //! The `cairn` command line.
 
+mod anchor;
 mod bench;
 mod bench_gate;
 mod bench_inference;
@@ -87,6 +88,11 @@ enum Command {
         /// Print the manifest as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Timestamp anchors of exported checkpoints.
+    Anchor {
+        #[command(subcommand)]
+        command: anchor::AnchorCommand,
     },
     /// Models: list, add (load or swap) and remove a running daemon's
     /// models; generate test models.
@@ -177,6 +183,7 @@ pub fn main() -> ExitCode {
             json,
         } => export::run(&ledger, &to, socket, json),
         Command::Keys { command } => keys::run(command),
+        Command::Anchor { command } => anchor::run(command),
         Command::Models { command } => models::run(command),
         Command::Status { at, json } => daemon_cmds::status(&at, json),
         Command::Chat {

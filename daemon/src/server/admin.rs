@@ -175,3 +175,114 @@ pub(super) async fn record_export(
     )
         .into_response())
 }
+
+/// `POST /v1/admin/anchors`: a timestamp receipt for one of the log's
+/// checkpoints, as `cairn anchor import` sends it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnchorImport {
+    checkpoint_size: u64,
+    /// `rfc3161` or `opentimestamps`.
+    kind: String,
+    /// The receipt (`.tsr` or `.ots`), base64.
+    receipt: String,
+    /// RFC 3161 only: the request (`.tsq`), base64, and the TSA's
+    /// certificate, PEM.
+    #[serde(default)]
+    request: Option<String>,
+    #[serde(default)]
+    tsa_cert: Option<String>,
+}
+
+/// The largest receipt, request or certificate accepted.
+const MAX_ANCHOR_BYTES: usize = 64 * 1024;
+
+/// Records a timestamp receipt (`ledger.anchor`) after verifying it
+/// against the daemon's own checkpoint of that size: an RFC 3161 response
+/// must timestamp that checkpoint, answer the request and be signed by the
+/// given TSA certificate; an OpenTimestamps proof must commit to the
+/// checkpoint's SHA-256.
+pub(super) async fn record_anchor(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    use cairn_attest::anchor;
+    use sha2::{Digest, Sha256};
+
+    require_admin(&s, &caller, "/v1/admin/anchors", "importing an anchor").await?;
+    let bytes = axum::body::to_bytes(body, s.config.limits.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::too_large(s.config.limits.max_body_bytes))?;
+    let a: AnchorImport = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let decode = |what: &str, v: &str| {
+        B64.decode(v)
+            .ok()
+            .filter(|b| b.len() <= MAX_ANCHOR_BYTES)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{what} must be base64 of at most 64 KiB"))
+            })
+    };
+    let receipt = decode("receipt", &a.receipt)?;
+    let ledger = s.gate.ledger().clone();
+    let size = a.checkpoint_size;
+    let checkpoint = tokio::task::spawn_blocking(move || ledger.checkpoint_at(size))
+        .await
+        .map_err(|_| ApiError::internal("the ledger read stopped unexpectedly"))??
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("this log has no checkpoint of size {size}"))
+        })?;
+    let digest = hex::encode(Sha256::digest(&checkpoint));
+    let mut body = serde_json::json!({
+        "checkpoint_size": size,
+        "checkpoint_sha256": digest,
+        "kind": a.kind,
+        "receipt": a.receipt,
+    });
+    match a.kind.as_str() {
+        "rfc3161" => {
+            let (Some(request), Some(cert)) = (&a.request, &a.tsa_cert) else {
+                return Err(ApiError::bad_request(
+                    "an RFC 3161 receipt needs its request and the TSA certificate",
+                ));
+            };
+            if cert.len() > MAX_ANCHOR_BYTES {
+                return Err(ApiError::bad_request("the TSA certificate is too large"));
+            }
+            let tsq = decode("request", request)?;
+            let ts =
+                anchor::verify_timestamp_response(&receipt, &tsq, &checkpoint, cert.as_bytes())
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            body["request"] = serde_json::json!(request);
+            body["tsa_cert"] = serde_json::json!(cert);
+            body["gen_time"] = serde_json::json!(ts.gen_time);
+            body["tsa"] = serde_json::json!(ts.tsa);
+            body["serial"] = serde_json::json!(ts.serial);
+        }
+        "opentimestamps" => {
+            let committed =
+                anchor::ots_digest(&receipt).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if hex::encode(committed) != digest {
+                return Err(ApiError::bad_request(format!(
+                    "the OpenTimestamps proof commits to {}, not to the checkpoint of size {size} ({digest})",
+                    hex::encode(committed)
+                )));
+            }
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown anchor kind {other:?} (rfc3161 or opentimestamps)"
+            )))
+        }
+    }
+    let receipt = s
+        .gate
+        .pass(RecordDraft::new("ledger.anchor", caller.0, body))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"cairn": {"record": receipt}})),
+    )
+        .into_response())
+}

@@ -66,6 +66,10 @@ fn router(state: AppState) -> Router {
             axum::routing::post(admin::record_export),
         )
         .route(
+            "/v1/admin/anchors",
+            axum::routing::post(admin::record_anchor),
+        )
+        .route(
             "/v1/admin/models/{name}",
             axum::routing::delete(admin::remove_model),
         )
