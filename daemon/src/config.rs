@@ -30,6 +30,11 @@
 //! checkpoint_every_secs = 60
 //! payloads = "store"                    # store | hash-only | erase-after-days
 //! erase_after_days = 30
+//!
+//! [export]                              # scheduled export bundles (optional)
+//! dir = "/var/lib/cairn/exports"        # absent: no scheduled export
+//! every_secs = 86400
+//! keep = 7                              # bundles kept in dir, newest first
 //! ```
 
 use std::net::SocketAddr;
@@ -74,6 +79,42 @@ pub struct Config {
     /// Models to load at start.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Scheduled exports.
+    #[serde(default)]
+    pub export: ExportSection,
+}
+
+/// Export bundles written on the daemon's own schedule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSection {
+    /// Where bundles go (absolute); none: no scheduled export.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Seconds between exports (an export is skipped when nothing but the
+    /// previous export's record was added since).
+    #[serde(default = "default_export_secs")]
+    pub every_secs: u64,
+    /// Bundles kept in `dir`; older ones are removed after each export.
+    #[serde(default = "default_export_keep")]
+    pub keep: usize,
+}
+
+impl Default for ExportSection {
+    fn default() -> Self {
+        ExportSection {
+            dir: None,
+            every_secs: default_export_secs(),
+            keep: default_export_keep(),
+        }
+    }
+}
+
+fn default_export_secs() -> u64 {
+    86_400
+}
+fn default_export_keep() -> usize {
+    7
 }
 
 /// A model to load at start.
@@ -214,6 +255,17 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.socket_mode_bits()?;
+        if let Some(dir) = &self.export.dir {
+            if !dir.is_absolute() {
+                bail!("export.dir = {dir:?}: must be an absolute path");
+            }
+            if self.export.keep == 0 {
+                bail!("export.keep = 0: keep at least the newest bundle");
+            }
+            if self.export.every_secs == 0 {
+                bail!("export.every_secs = 0: give the seconds between exports");
+            }
+        }
         if let Some(addr) = self.tcp {
             if !addr.ip().is_loopback() {
                 bail!("tcp = {addr}: cairnd listens on loopback only; put a TLS proxy in front for anything else");
@@ -340,6 +392,12 @@ mod tests {
             ("state_dir='/x'\ntcp='127.0.0.1:80'", "tokens"),
             ("state_dir='/x'\n[ledger]\npayloads='keep'", "payloads"),
             ("state_dir='/x'\n[limits]\nmax_queue=0", "max_queue"),
+            ("state_dir='/x'\n[export]\ndir='rel'", "export.dir"),
+            ("state_dir='/x'\n[export]\ndir='/e'\nkeep=0", "export.keep"),
+            (
+                "state_dir='/x'\n[export]\ndir='/e'\nevery_secs=0",
+                "export.every_secs",
+            ),
         ] {
             let c: Config = toml::from_str(toml).unwrap();
             let e = format!("{:#}", c.validate().unwrap_err());

@@ -471,3 +471,89 @@ fn a_later_export_must_extend_the_earlier_one() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("records were removed"), "{text}");
 }
+
+#[test]
+fn the_daemon_exports_on_its_schedule_records_each_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let exports = dir.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let cfg = dir.path().join("cairnd.toml");
+    std::fs::write(
+        &cfg,
+        format!("state_dir = {state:?}\n[export]\ndir = {exports:?}\nevery_secs = 1\nkeep = 2\n"),
+    )
+    .unwrap();
+    assert!(cairn(&["keys", "init", "--dir", state.to_str().unwrap()])
+        .status
+        .success());
+    let daemon = cairn_tests::Daemon::start_with_config(&cfg, &state);
+    let bundles = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&exports)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    };
+    let exported = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while count_exports(&daemon) < n {
+            assert!(std::time::Instant::now() < deadline, "no export {n}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    exported(1);
+    // Activity (a failed model load writes two records), then more exports.
+    for n in 2..=3 {
+        let r = daemon.request(
+            "POST",
+            "/v1/admin/models",
+            Some(br#"{"name": "nope", "path": "/nonexistent/model.gguf"}"#),
+        );
+        assert!(r.status >= 400, "{}", r.text());
+        exported(n);
+    }
+    // Idle: nothing new but the last export's record, so no new export.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(count_exports(&daemon), 3);
+    daemon.stop();
+
+    // Only the newest two bundles remain; both verify; each export is a
+    // record naming its bundle.
+    let kept = bundles();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let records = cairn_tests::ledger_records(&state);
+    let names: Vec<String> = records
+        .iter()
+        .filter(|r| r.kind == "ledger.export")
+        .map(|r| r.body["bundle"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 3);
+    for b in &kept {
+        assert_eq!(cairn_verify(b, &[]).0, 0);
+        let name = b.file_name().unwrap().to_str().unwrap();
+        assert!(
+            names[1..].contains(&name.to_string()),
+            "{name} in {names:?}"
+        );
+    }
+    assert_eq!(cairn_verify(&state, &[]).0, 0);
+}
+
+/// `ledger.export` records in the running daemon's log.
+fn count_exports(daemon: &cairn_tests::Daemon) -> usize {
+    let r = daemon.request("GET", "/v1/audit/records?from=0&limit=1000", None);
+    r.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["entry"]
+                .as_str()
+                .unwrap()
+                .contains(r#""kind":"ledger.export""#)
+        })
+        .count()
+}

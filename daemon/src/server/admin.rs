@@ -157,16 +157,15 @@ pub(super) async fn record_export(
     }
     let receipt = s
         .gate
-        .pass(RecordDraft::new(
-            "ledger.export",
+        .pass(super::records::export(
             caller.0,
-            serde_json::json!({
-                "bundle": e.bundle,
-                "records": e.records,
-                "root": e.root,
-                "identity_fingerprint": e.identity_fingerprint,
-                "sums_sha256": e.sums_sha256,
-            }),
+            &super::records::ExportFacts {
+                bundle: &e.bundle,
+                records: e.records,
+                root: &e.root,
+                identity_fingerprint: &e.identity_fingerprint,
+                sums_sha256: &e.sums_sha256,
+            },
         ))
         .await?;
     Ok((

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod error;
+mod exports;
 mod gate;
 mod identity;
 pub mod metrics;
@@ -272,12 +273,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(ledger.clone());
+    let exports = exports::spawn(
+        gate.clone(),
+        config.state_dir.clone(),
+        config.export.clone(),
+        stop_rx.clone(),
+    );
 
     shutdown_signal().await?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
     watchdog.abort();
+    if let Some(exports) = exports {
+        let _ = exports.await;
+    }
     let _ = gate
         .pass(RecordDraft::new(
             "daemon.stop",

@@ -50,3 +50,32 @@ pub fn finish_reason(g: &Generation) -> &'static str {
         StopReason::Cancelled => "cancelled",
     }
 }
+
+/// What an export was, as its `ledger.export` record holds it.
+pub struct ExportFacts<'a> {
+    /// The bundle's directory name.
+    pub bundle: &'a str,
+    /// Records in it (its checkpoint's size).
+    pub records: u64,
+    /// Its checkpoint's root, base64.
+    pub root: &'a str,
+    /// The identity key's fingerprint.
+    pub identity_fingerprint: &'a str,
+    /// SHA-256 of its `SHA256SUMS`, hex.
+    pub sums_sha256: &'a str,
+}
+
+/// The `ledger.export` record of an export by `actor`.
+pub fn export(actor: Actor, e: &ExportFacts<'_>) -> RecordDraft {
+    RecordDraft::new(
+        "ledger.export",
+        actor,
+        serde_json::json!({
+            "bundle": e.bundle,
+            "records": e.records,
+            "root": e.root,
+            "identity_fingerprint": e.identity_fingerprint,
+            "sums_sha256": e.sums_sha256,
+        }),
+    )
+}
