@@ -193,47 +193,88 @@ pub fn export(
 /// returns the SHA-256 of `SHA256SUMS`, hex.
 fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<String> {
     std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let journal = |items: &[crate::verify::Stored<'_>]| {
-        let mut out = MAGIC.to_vec();
-        for s in items {
-            encode_frame(s.bytes, &mut out);
-        }
-        out
-    };
     let last_checkpoint = log.checkpoints.last().map_or(&[][..], |c| c.bytes);
     let mut manifest_json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
     manifest_json.push(b'\n');
     let tsq = crate::anchor::timestamp_request(last_checkpoint, crate::anchor::random_nonce()?)?;
-    let files: [(&str, Vec<u8>); 6] = [
-        (RECORDS_JOURNAL, journal(&log.entries)),
-        (CHECKPOINTS_JOURNAL, journal(&log.checkpoints)),
+    let journals = [
+        (RECORDS_JOURNAL, &log.entries),
+        (CHECKPOINTS_JOURNAL, &log.checkpoints),
+    ];
+    let files: [(&str, Vec<u8>); 4] = [
         (CHECKPOINT, last_checkpoint.to_vec()),
         (TIMESTAMP_REQUEST, tsq),
         (MANIFEST, manifest_json),
         (README, readme(manifest).into_bytes()),
     ];
     let mut sums = String::new();
-    for (name, bytes) in &files {
-        write_synced(&dir.join(name), bytes)?;
-        sums.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))));
+    for (name, items) in journals {
+        // Streamed frame by frame: a log of any size takes little memory.
+        let digest = write_synced(&dir.join(name), |out| {
+            out.write_all(MAGIC)?;
+            let mut frame = Vec::new();
+            for s in items.iter() {
+                frame.clear();
+                encode_frame(s.bytes, &mut frame);
+                out.write_all(&frame)?;
+            }
+            Ok(())
+        })?;
+        sums.push_str(&format!("{digest}  {name}\n"));
     }
-    write_synced(&dir.join(SUMS), sums.as_bytes())?;
+    for (name, bytes) in &files {
+        let digest = write_synced(&dir.join(name), |out| out.write_all(bytes))?;
+        sums.push_str(&format!("{digest}  {name}\n"));
+    }
+    write_synced(&dir.join(SUMS), |out| out.write_all(sums.as_bytes()))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))?;
     Ok(hex::encode(Sha256::digest(sums.as_bytes())))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
+/// Creates `path` (it must not exist), lets `write` fill it through a
+/// buffer, syncs it, and returns the SHA-256 of what was written, hex.
+fn write_synced(
+    path: &Path,
+    write: impl FnOnce(&mut HashingWriter) -> std::io::Result<()>,
+) -> Result<String> {
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(path, e))
+    let mut out = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+    };
+    write(&mut out)
+        .and_then(|()| out.inner.flush())
+        .map_err(|e| Error::io(path, e))?;
+    out.inner
+        .get_ref()
+        .sync_all()
+        .map_err(|e| Error::io(path, e))?;
+    Ok(hex::encode(out.hash.finalize()))
+}
+
+/// A buffered file that hashes what goes through it.
+struct HashingWriter {
+    inner: std::io::BufWriter<File>,
+    hash: Sha256,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn readme(m: &Manifest) -> String {
