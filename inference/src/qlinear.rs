@@ -94,21 +94,12 @@ impl QLinear {
     /// product (one quantization of `x`, one parallel sweep), else one by
     /// one.
     pub fn forward_group(layers: &[&QLinear], x: &Tensor) -> Result<Vec<Tensor>> {
-        let kernels: Option<Vec<&QuantizedWeights>> = layers
-            .iter()
-            .map(|l| match &l.weight {
-                Weight::Kernels(w) => Some(w),
-                Weight::Candle(_) => None,
-            })
-            .collect();
-        match kernels {
-            Some(ws) if ws.windows(2).all(|p| p[0].same_shape_class(p[1])) => {
-                QuantizedWeights::forward_group(&ws, x)?
-                    .into_iter()
-                    .zip(layers)
-                    .map(|(y, l)| l.add_bias(y))
-                    .collect()
-            }
+        match Self::groupable(layers) {
+            Some(ws) => QuantizedWeights::forward_group(&ws, x)?
+                .into_iter()
+                .zip(layers)
+                .map(|(y, l)| l.add_bias(y))
+                .collect(),
             _ => layers.iter().map(|l| l.forward(x)).collect(),
         }
     }
@@ -117,17 +108,8 @@ impl QLinear {
     /// (`cols` values): each result is a vector of `rows` values. Our
     /// kernels take the slice as it is; candle's path goes through a tensor.
     pub fn forward_group_vec(layers: &[&QLinear], x: &[f32]) -> Result<Vec<Vec<f32>>> {
-        let kernels: Option<Vec<&QuantizedWeights>> = layers
-            .iter()
-            .map(|l| match &l.weight {
-                Weight::Kernels(w) => Some(w),
-                Weight::Candle(_) => None,
-            })
-            .collect();
-        let ys = match kernels {
-            Some(ws) if ws.windows(2).all(|p| p[0].same_shape_class(p[1])) => {
-                QuantizedWeights::matmul_vec_group(&ws, x)?
-            }
+        let ys = match Self::groupable(layers) {
+            Some(ws) => QuantizedWeights::matmul_vec_group(&ws, x)?,
             _ => {
                 let xt = Tensor::from_slice(x, (1, x.len()), &candle_core::Device::Cpu)?;
                 let mut ys = Vec::with_capacity(layers.len());
@@ -150,6 +132,21 @@ impl QLinear {
                 Ok(y)
             })
             .collect()
+    }
+
+    /// The layers' weights, when our kernels multiply them all in one
+    /// format and width (so they can share one grouped product).
+    fn groupable<'a>(layers: &[&'a QLinear]) -> Option<Vec<&'a QuantizedWeights>> {
+        let ws: Vec<&QuantizedWeights> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Kernels(w) => Some(w),
+                Weight::Candle(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        ws.windows(2)
+            .all(|p| p[0].same_shape_class(p[1]))
+            .then_some(ws)
     }
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {

@@ -51,6 +51,21 @@ pub fn cairn_verify(dir: &Path, extra: &[&str]) -> (i32, String) {
     )
 }
 
+/// Runs `cairn export --ledger LEDGER --to TO --json` (it must succeed) and
+/// returns its JSON answer (`dir`, `manifest`, `sums_sha256`, `record`).
+pub fn cairn_export(ledger: &Path, to: &Path) -> serde_json::Value {
+    let out = cairn(&[
+        "export",
+        "--ledger",
+        ledger.to_str().expect("utf-8 path"),
+        "--to",
+        to.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("cairn export --json answers JSON")
+}
+
 /// Every record in the ledger of a stopped (or killed) daemon, in order.
 pub fn ledger_records(state: &Path) -> Vec<cairn_attest::Record> {
     let files = cairn_attest::ledger_files::LedgerFiles::open(state).expect("open the ledger");

@@ -65,18 +65,12 @@ fn reply(tsq: &Path, (cert, key, cnf): &(PathBuf, PathBuf, PathBuf), out: &Path)
     assert!(r.status.success(), "{r:?}");
 }
 
-fn export(state: &Path, to: &Path) -> PathBuf {
-    let out = cairn(&[
-        "export",
-        "--ledger",
-        state.to_str().unwrap(),
-        "--to",
-        to.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    PathBuf::from(v["dir"].as_str().unwrap())
+fn export(ledger: &Path, to: &Path) -> PathBuf {
+    PathBuf::from(
+        cairn_tests::cairn_export(ledger, to)["dir"]
+            .as_str()
+            .unwrap(),
+    )
 }
 
 fn import(file: &Path, bundle: &Path, cert: Option<&Path>, state: &Path) -> (i32, String) {

@@ -35,17 +35,11 @@ fn make_ledger(dir: &Path, origin: &str, n: u64) {
 
 /// Exports `ledger` into `to` and returns the bundle directory.
 fn export(ledger: &Path, to: &Path) -> PathBuf {
-    let out = cairn(&[
-        "export",
-        "--ledger",
-        ledger.to_str().unwrap(),
-        "--to",
-        to.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    PathBuf::from(v["dir"].as_str().unwrap())
+    PathBuf::from(
+        cairn_tests::cairn_export(ledger, to)["dir"]
+            .as_str()
+            .unwrap(),
+    )
 }
 
 fn manifest(bundle: &Path) -> Manifest {
@@ -354,16 +348,7 @@ fn a_running_daemon_checkpoints_for_the_export_and_records_it() {
     let daemon = cairn_tests::Daemon::start(&state, &["--demo"]);
     let out_dir = dir.path().join("stick");
     std::fs::create_dir(&out_dir).unwrap();
-    let out = cairn(&[
-        "export",
-        "--ledger",
-        state.to_str().unwrap(),
-        "--to",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = cairn_tests::cairn_export(&state, &out_dir);
     let bundle = PathBuf::from(v["dir"].as_str().unwrap());
     let m = manifest(&bundle);
     let seq = v["record"]["seq"]

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::identity::may_administer;
+use super::openai::parse;
 use super::{AppState, Caller};
 
 /// `POST /v1/admin/models`: `{"name": …, "path": …}`.
@@ -66,11 +67,7 @@ pub(super) async fn add_model(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_admin(&s, &caller, "/v1/admin/models", "model management").await?;
-    let bytes = axum::body::to_bytes(body, s.config.limits.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::too_large(s.config.limits.max_body_bytes))?;
-    let req: AddModel = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let req: AddModel = parse(body, s.config.limits.max_body_bytes).await?;
     if !valid_name(&req.name) {
         return Err(ApiError::bad_request(
             "model names are 1-64 characters of letters, digits, '.', '_' and '-'",
@@ -125,11 +122,7 @@ pub(super) async fn record_export(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_admin(&s, &caller, "/v1/admin/exports", "recording an export").await?;
-    let bytes = axum::body::to_bytes(body, s.config.limits.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::too_large(s.config.limits.max_body_bytes))?;
-    let e: ExportDone = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let e: ExportDone = parse(body, s.config.limits.max_body_bytes).await?;
     let hex64 = |v: &str| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
     if !e.bundle.starts_with("cairn-export-")
         || e.bundle.len() > 128
@@ -210,11 +203,7 @@ pub(super) async fn record_anchor(
     use sha2::{Digest, Sha256};
 
     require_admin(&s, &caller, "/v1/admin/anchors", "importing an anchor").await?;
-    let bytes = axum::body::to_bytes(body, s.config.limits.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::too_large(s.config.limits.max_body_bytes))?;
-    let a: AnchorImport = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let a: AnchorImport = parse(body, s.config.limits.max_body_bytes).await?;
     let decode = |what: &str, v: &str| {
         B64.decode(v)
             .ok()

@@ -112,7 +112,10 @@ pub(super) async fn models(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 /// Reads and parses a JSON body of at most `limit` bytes.
-async fn parse<T: for<'de> Deserialize<'de>>(body: Body, limit: usize) -> Result<T, ApiError> {
+pub(super) async fn parse<T: for<'de> Deserialize<'de>>(
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
     let bytes: Bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::too_large(limit))?;
