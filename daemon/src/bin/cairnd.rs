@@ -22,6 +22,10 @@ struct Args {
     /// ~/.local/share/cairn/demo.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Check the configuration and exit (0: valid; 2: the problem is
+    /// printed), without starting.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,13 @@ fn start(args: Args) -> anyhow::Result<()> {
         config.state_dir = dir.clone();
     }
     config.validate()?;
+    if args.check_config {
+        println!(
+            "cairnd: configuration valid (state_dir {})",
+            config.state_dir.display()
+        );
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
