@@ -1,0 +1,136 @@
+// The checks an export bundle adds to the log's (FORMAT.md §9, bundle.rs
+// `check`): SHA256SUMS lists every other file and every checksum holds;
+// the manifest parses and agrees with the log (origin, size, root,
+// identity); the `checkpoint` file is the last checkpoint of the journal;
+// the last valid checkpoint covers every record.
+
+import { toHex, fromBase64, utf8, quote } from './util.js';
+import { parseJson, HAS_DUPLICATES, isObject, asU64, typeName } from './json.js';
+import { splitJournal, CHECKPOINTS_JOURNAL } from './formats.js';
+import { subject } from './verify.js';
+import { equalBytes } from './util.js';
+
+export const MANIFEST = 'bundle.json';
+export const SUMS = 'SHA256SUMS';
+export const CHECKPOINT = 'checkpoint';
+export const README = 'README.txt';
+export const FORMAT = 'cairn-export/v1';
+
+const MISSING = 'is missing (not among the files given)';
+
+/**
+ * `files`: Map name → bytes of the files in the bundle directory;
+ * `names`: every name in that directory (files and folders);
+ * `sha256hex(bytes)`: async SHA-256 in hex. Returns findings on files.
+ */
+export async function checkBundle(files, names, report, sha256hex) {
+  const findings = [];
+  const problem = (file, why) => findings.push({ subject: subject.file(file), why });
+  const sums = files.get(SUMS);
+  if (!sums) problem(SUMS, `${MISSING}: this page verifies cairn export bundles, which always have one`);
+  else {
+    const listed = await checkSums(files, sums, problem, sha256hex);
+    for (const name of names) if (name !== SUMS && !listed.has(name)) problem(name, `is not listed in ${SUMS}`);
+  }
+
+  const mbytes = files.get(MANIFEST);
+  let m = null;
+  if (!mbytes) problem(MANIFEST, MISSING);
+  else {
+    try {
+      m = parseManifest(mbytes);
+      if (m.format !== FORMAT) {
+        problem(MANIFEST, `format ${quote(m.format)}, expected ${quote(FORMAT)}`);
+        m = null;
+      }
+    } catch (e) {
+      problem(MANIFEST, `is not a bundle manifest: ${e.message}`);
+    }
+  }
+  if (m) {
+    const r = fromBase64(m.root);
+    const rootHex = r ? toHex(r) : '';
+    const fp = report.identity ? report.identity.fingerprint : null;
+    if (report.origin !== m.origin || BigInt(report.records) !== m.records || report.root !== rootHex || fp !== m.identity_fingerprint) {
+      problem(
+        MANIFEST,
+        `says log ${m.origin} with ${m.records} records, root ${m.root} and identity ${m.identity_fingerprint}; ` +
+          `the journals hold log ${report.origin ?? '?'} with ${report.records} records, root ${report.root} and identity ${fp ?? '?'}`,
+      );
+    }
+  }
+  if (report.checkpointedSize !== report.records)
+    problem(CHECKPOINTS_JOURNAL, `the last valid checkpoint covers ${report.checkpointedSize} of the bundle's ${report.records} records`);
+  const alone = files.get(CHECKPOINT);
+  const journal = files.get(CHECKPOINTS_JOURNAL);
+  if (!alone) problem(CHECKPOINT, MISSING);
+  else if (!journal) problem(CHECKPOINTS_JOURNAL, MISSING);
+  else {
+    const { frames } = splitJournal(journal);
+    const last = frames.length ? journal.subarray(frames[frames.length - 1].start, frames[frames.length - 1].start + frames[frames.length - 1].len) : null;
+    if (!last || !equalBytes(last, alone)) problem(CHECKPOINT, `is not the last checkpoint in ${CHECKPOINTS_JOURNAL}`);
+  }
+  return findings;
+}
+
+/** Checks each `HEX  NAME` line (bundle.rs `check_sums`); returns the names listed. */
+async function checkSums(files, sums, problem, sha256hex) {
+  const listed = new Set();
+  const hashes = new Map(); // a hostile list may name one big file many times
+  const text = utf8(sums);
+  if (text === null) {
+    problem(SUMS, 'is not UTF-8');
+    return listed;
+  }
+  // Rust's str::lines: split at "\n", drop one final empty line, strip a "\r"
+  const lines = text.split('\n');
+  if (lines.length && lines[lines.length - 1] === '') lines.pop();
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].endsWith('\r') ? lines[i].slice(0, -1) : lines[i];
+    const sep = line.indexOf('  ');
+    if (sep < 0) {
+      problem(SUMS, `line ${i + 1} is not \`HASH  NAME\``);
+      continue;
+    }
+    const hash = line.slice(0, sep);
+    const name = line.slice(sep + 2);
+    if (name.includes('/') || name.startsWith('.') || name === '') {
+      problem(SUMS, `line ${i + 1} names ${quote(name)}, not a file of the bundle`);
+      continue;
+    }
+    listed.add(name);
+    const bytes = files.get(name);
+    if (!bytes) problem(name, `listed in ${SUMS} but ${MISSING}`);
+    else {
+      if (!hashes.has(name)) hashes.set(name, await sha256hex(bytes));
+      if (hashes.get(name) !== asciiLower(hash)) problem(name, `does not match its SHA-256 in ${SUMS}`);
+    }
+  }
+  return listed;
+}
+
+function asciiLower(s) {
+  return s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+/** bundle.rs `Manifest` as serde_json reads it (unknown fields ignored). */
+function parseManifest(bytes) {
+  const text = utf8(bytes);
+  if (text === null) throw new Error('invalid UTF-8');
+  const o = parseJson(text);
+  if (!isObject(o)) throw new Error(`invalid type: ${typeName(o)}, expected struct Manifest`);
+  if (HAS_DUPLICATES.has(o)) throw new Error('duplicate field');
+  const out = {};
+  for (const k of ['format', 'origin', 'root', 'identity_fingerprint']) {
+    if (o[k] === undefined) throw new Error(`missing field \`${k}\``);
+    if (typeof o[k] !== 'string') throw new Error(`invalid type: ${typeName(o[k])}, expected a string (field \`${k}\`)`);
+    out[k] = o[k];
+  }
+  for (const k of ['records', 'created_unix']) {
+    if (o[k] === undefined) throw new Error(`missing field \`${k}\``);
+    const v = asU64(o[k]);
+    if (v === null) throw new Error(`invalid value: ${typeName(o[k])}, expected u64 (field \`${k}\`)`);
+    out[k] = v;
+  }
+  return out;
+}
