@@ -34,6 +34,8 @@ pub const CHECKPOINT: &str = "checkpoint";
 pub const TIMESTAMP_REQUEST: &str = "checkpoint.tsq";
 /// The note for a human who finds the bundle.
 pub const README: &str = "README.txt";
+/// The browser verifier, when the exporter has it (`attest/web`).
+pub const VERIFIER: &str = "verify.html";
 /// The manifest's `format` value.
 pub const FORMAT: &str = "cairn-export/v1";
 
@@ -130,10 +132,14 @@ fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Check
 /// `publish` runs once every file is written and synced, before the bundle
 /// gets its name (the daemon records the export there); if it fails, the
 /// bundle is removed and its error returned.
+///
+/// `verifier`, if given, is the browser verifier page, copied into the
+/// bundle as `verify.html`.
 pub fn export(
     log: &LogBytes<'_>,
     parent: &Path,
     now: u64,
+    verifier: Option<&[u8]>,
     publish: impl FnOnce(&Exported) -> Result<()>,
 ) -> Result<Exported> {
     let meta = std::fs::metadata(parent).map_err(|e| Error::io(parent, e))?;
@@ -171,7 +177,7 @@ pub fn export(
         return Err(Error::Invalid(format!("{} already exists", dir.display())));
     }
     let partial = parent.join(format!(".{name}.partial"));
-    let written = write_files(&partial, &cut, &manifest).and_then(|sums_sha256| {
+    let written = write_files(&partial, &cut, &manifest, verifier).and_then(|sums_sha256| {
         let exported = Exported {
             dir: dir.clone(),
             manifest,
@@ -191,7 +197,12 @@ pub fn export(
 
 /// Creates `dir` and writes every bundle file into it, `SHA256SUMS` last;
 /// returns the SHA-256 of `SHA256SUMS`, hex.
-fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<String> {
+fn write_files(
+    dir: &Path,
+    log: &LogBytes<'_>,
+    manifest: &Manifest,
+    verifier: Option<&[u8]>,
+) -> Result<String> {
     std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
     let last_checkpoint = log.checkpoints.last().map_or(&[][..], |c| c.bytes);
     let mut manifest_json = serde_json::to_vec_pretty(manifest)
@@ -202,12 +213,15 @@ fn write_files(dir: &Path, log: &LogBytes<'_>, manifest: &Manifest) -> Result<St
         (RECORDS_JOURNAL, &log.entries),
         (CHECKPOINTS_JOURNAL, &log.checkpoints),
     ];
-    let files: [(&str, Vec<u8>); 4] = [
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
         (CHECKPOINT, last_checkpoint.to_vec()),
         (TIMESTAMP_REQUEST, tsq),
         (MANIFEST, manifest_json),
-        (README, readme(manifest).into_bytes()),
+        (README, readme(manifest, verifier.is_some()).into_bytes()),
     ];
+    if let Some(page) = verifier {
+        files.push((VERIFIER, page.to_vec()));
+    }
     let mut sums = String::new();
     for (name, items) in journals {
         // Streamed frame by frame: a log of any size takes little memory.
@@ -277,7 +291,16 @@ impl Write for HashingWriter {
     }
 }
 
-fn readme(m: &Manifest) -> String {
+fn readme(m: &Manifest, with_verifier: bool) -> String {
+    let browser = if with_verifier {
+        format!(
+            "Or, without installing anything: open {VERIFIER} (in this directory) in\n\
+             a web browser and give it this directory. It works offline.\n\
+             \n"
+        )
+    } else {
+        String::new()
+    };
     format!(
         "This directory is an export of a cairn audit log: signed records of what an AI\n\
          appliance did, hash-chained and committed to by a signed Merkle checkpoint.\n\
@@ -291,6 +314,7 @@ fn readme(m: &Manifest) -> String {
          \n\
          \x20   cairn verify . --key {fp}\n\
          \n\
+         {browser}\
          Compare the fingerprint with the one the appliance's operator published\n\
          elsewhere (a signed letter, a web page, a report): the bundle proves that\n\
          its records were signed by that key and not changed since, so it is only\n\

@@ -35,6 +35,7 @@
 //! dir = "/var/lib/cairn/exports"        # absent: no scheduled export
 //! every_secs = 86400
 //! keep = 7                              # bundles kept in dir, newest first
+//! # verifier = "/usr/share/cairn/verify.html"  # copied into each bundle
 //! ```
 
 use std::net::SocketAddr;
@@ -98,6 +99,10 @@ pub struct ExportSection {
     /// Bundles kept in `dir`; older ones are removed after each export.
     #[serde(default = "default_export_keep")]
     pub keep: usize,
+    /// The browser verifier page copied into each bundle (default: the
+    /// installed one, when present).
+    #[serde(default)]
+    pub verifier: Option<PathBuf>,
 }
 
 impl Default for ExportSection {
@@ -106,6 +111,7 @@ impl Default for ExportSection {
             dir: None,
             every_secs: default_export_secs(),
             keep: default_export_keep(),
+            verifier: None,
         }
     }
 }

@@ -542,3 +542,47 @@ fn count_exports(daemon: &cairn_tests::Daemon) -> usize {
         })
         .count()
 }
+
+#[test]
+fn the_browser_verifier_goes_into_the_bundle_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    make_ledger(&ledger, "cairn.example/page", 3);
+    let page = dir.path().join("verify.html");
+    std::fs::write(&page, "<!doctype html><title>verify</title>").unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let run = |verifier: &Path| {
+        cairn(&[
+            "export",
+            "--ledger",
+            ledger.to_str().unwrap(),
+            "--to",
+            out.to_str().unwrap(),
+            "--verifier",
+            verifier.to_str().unwrap(),
+        ])
+    };
+    let done = run(&page);
+    assert!(done.status.success(), "{done:?}");
+    let bundle = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read(bundle.join("verify.html")).unwrap(),
+        std::fs::read(&page).unwrap()
+    );
+    let sums = std::fs::read_to_string(bundle.join(SUMS)).unwrap();
+    assert!(sums.contains("  verify.html\n"), "{sums}");
+    let readme = std::fs::read_to_string(bundle.join("README.txt")).unwrap();
+    assert!(readme.contains("open verify.html"), "{readme}");
+    assert_eq!(cairn_verify(&bundle, &[]).0, 0);
+    // A page that is not there is an error, not a bundle without it.
+    let missing = run(&dir.path().join("nope.html"));
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.html"));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}

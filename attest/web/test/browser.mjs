@@ -61,13 +61,13 @@ function sh(cmd, args, { allowFail = false } = {}) {
 
 // ------------------------------------------------------------ bundles
 
-function makeBundle(tmp, name, records) {
+function makeBundle(tmp, name, records, exportArgs = []) {
   const ledger = join(tmp, `ledger-${name}`);
   const out = join(tmp, `export-${name}`);
   const t = Date.now();
   sh(CAIRN, ['bench', 'ledger', '--records', String(records), '--out', ledger]);
   mkdirSync(out);
-  sh(CAIRN, ['export', '--ledger', ledger, '--to', out]);
+  sh(CAIRN, ['export', '--ledger', ledger, '--to', out, ...exportArgs]);
   const dirs = readdirSync(out).filter((d) => d.startsWith('cairn-export-'));
   if (dirs.length !== 1) throw new Error(`cairn export left ${dirs.length} bundles in ${out}`);
   const dir = join(out, dirs[0]);
@@ -385,6 +385,20 @@ async function main() {
       r = await verifyInPage(p2, '#files', filesOf(join(tmp, 'cases', 'a-byte-changed')));
       ok(r.verdict === 'fail' && r.first.subject.type === 'record' && r.first.subject.seq === Math.min(700, total - 2), `tampered record named on the page thread (got ${r.first && r.first.text})`);
       await p2.close();
+    }
+
+    // ---- the stranger's way: the bundle's own verify.html (cairn export
+    // --verifier), opened from the bundle's folder, given that folder
+    {
+      console.log("the bundle's own verify.html");
+      const own = makeBundle(tmp, 'own-page', 40, ['--verifier', PAGE]);
+      ok(existsSync(join(own, 'verify.html')), 'cairn export --verifier put verify.html into the bundle');
+      const p3 = await browser.newPage();
+      p3.on('pageerror', (e) => pageErrors.push(String(e)));
+      await p3.goto(pathToFileURL(join(own, 'verify.html')).href);
+      r = await verifyInPage(p3, '#folder', own);
+      ok(r.verdict === 'ok', `the bundle's own page passes its folder (got ${r.verdict}${r.first ? ': ' + r.first.text + ': ' + r.first.why : ''})`);
+      await p3.close();
     }
 
     // ---- not a bundle at all: a single unrelated file

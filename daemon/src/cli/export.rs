@@ -20,8 +20,10 @@ pub(super) fn run(
     ledger: &Path,
     to: &Path,
     socket: Option<PathBuf>,
+    verifier: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let page = crate::verifier_page::load(verifier)?;
     let explicit = socket.is_some();
     let socket = socket.unwrap_or_else(|| ledger.join("cairnd.sock"));
     let daemon = match request(&socket, "POST", "/v1/audit/checkpoint", None) {
@@ -38,7 +40,7 @@ pub(super) fn run(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut record = None;
-    let exported = bundle::export(&files.log_bytes(), to, now, |e| {
+    let exported = bundle::export(&files.log_bytes(), to, now, page.as_deref(), |e| {
         let Some(socket) = &daemon else {
             return Ok(());
         };
@@ -85,6 +87,12 @@ pub(super) fn run(
         m.records, m.root
     );
     println!("identity    {}", m.identity_fingerprint);
+    if page.is_none() {
+        println!(
+            "verify.html not included (none at {}; pass --verifier PATH)",
+            crate::verifier_page::INSTALLED
+        );
+    }
     match &record {
         Some(r) => println!("recorded    as record {} (ledger.export)", r["seq"]),
         None => println!(

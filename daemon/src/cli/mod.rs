@@ -81,6 +81,11 @@ enum Command {
         /// directory, if a daemon answers there; given, it must answer).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// The browser verifier page to put into the bundle as
+        /// `verify.html` (default: /usr/share/cairn/verify.html when
+        /// installed).
+        #[arg(long)]
+        verifier: Option<PathBuf>,
         /// The directory to write the bundle into (it must exist: a mounted
         /// stick, for instance).
         #[arg(long)]
@@ -180,8 +185,9 @@ pub fn main() -> ExitCode {
             ledger,
             to,
             socket,
+            verifier,
             json,
-        } => export::run(&ledger, &to, socket, json),
+        } => export::run(&ledger, &to, socket, verifier.as_deref(), json),
         Command::Keys { command } => keys::run(command),
         Command::Anchor { command } => anchor::run(command),
         Command::Models { command } => models::run(command),

@@ -26,6 +26,8 @@ pub(super) fn spawn(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let dir = cfg.dir.clone()?;
     Some(tokio::spawn(async move {
+        // Read at each export, so an updated page is picked up.
+        let verifier = cfg.verifier.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(cfg.every_secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_export_seq = None;
@@ -39,10 +41,11 @@ pub(super) fn spawn(
                 continue; // nothing new but our own record
             }
             let (gate, state_dir, dir) = (gate.clone(), state_dir.clone(), dir.clone());
-            let keep = cfg.keep;
-            let done =
-                tokio::task::spawn_blocking(move || export_once(&gate, &state_dir, &dir, keep))
-                    .await;
+            let (keep, verifier) = (cfg.keep, verifier.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                export_once(&gate, &state_dir, &dir, keep, verifier.as_deref())
+            })
+            .await;
             match done {
                 Ok(Ok(seq)) => last_export_seq = Some(seq),
                 Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "scheduled export failed"),
@@ -54,7 +57,14 @@ pub(super) fn spawn(
 
 /// One export: checkpoint, bundle, record, prune. Returns the sequence
 /// number of the export's record. Runs on a blocking thread.
-fn export_once(gate: &Gate, state_dir: &Path, dir: &Path, keep: usize) -> anyhow::Result<u64> {
+fn export_once(
+    gate: &Gate,
+    state_dir: &Path,
+    dir: &Path,
+    keep: usize,
+    verifier: Option<&Path>,
+) -> anyhow::Result<u64> {
+    let page = crate::verifier_page::load(verifier)?;
     gate.ledger().checkpoint()?;
     let files = LedgerFiles::open(state_dir)?;
     let now = SystemTime::now()
@@ -62,7 +72,7 @@ fn export_once(gate: &Gate, state_dir: &Path, dir: &Path, keep: usize) -> anyhow
         .map_or(0, |d| d.as_secs());
     let handle = tokio::runtime::Handle::current();
     let mut seq = None;
-    let exported = bundle::export(&files.log_bytes(), dir, now, |e| {
+    let exported = bundle::export(&files.log_bytes(), dir, now, page.as_deref(), |e| {
         let m = &e.manifest;
         let name = e.dir.file_name().map(|n| n.to_string_lossy().into_owned());
         let draft = records::export(
