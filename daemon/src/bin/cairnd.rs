@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match start(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cairnd: error: {e:#}");
+            eprintln!("cairnd: error: {}", cairn_daemon::cli::error_chain(&e));
             ExitCode::from(2)
         }
     }

@@ -211,8 +211,38 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cairn: error: {e:#}");
+            eprintln!("cairn: error: {}", error_chain(&e));
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// An error and its causes, `: `-separated, leaving out a cause whose text
+/// its parent already ends with (errors that print their source, as
+/// `path: os error` does, would otherwise show it twice).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !out.ends_with(&cause) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn causes_already_printed_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(cairn_attest::Error::io("/x", io)).context("cannot export");
+        assert_eq!(error_chain(&e), "cannot export: /x: No such file");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_chain(&e), "outer: inner");
     }
 }
