@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 use crate::journal::{encode_frame, sync_parent, FRAME_HEADER, MAGIC};
 use crate::keyring::KeySet;
 use crate::ledger::{CHECKPOINTS_JOURNAL, RECORDS_JOURNAL};
-use crate::verify::{verify_log, Finding, LogBytes, Options, Subject};
+use crate::merkle::{self, Frontier, Hash, MemoryTree};
+use crate::verify::{verify_log, Finding, LogBytes, Options, Prefix, Subject};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "bundle.json";
@@ -36,6 +37,25 @@ pub const TIMESTAMP_REQUEST: &str = "checkpoint.tsq";
 pub const README: &str = "README.txt";
 /// The browser verifier, when the exporter has it (`attest/web`).
 pub const VERIFIER: &str = "verify.html";
+/// Incremental bundles: record 0.
+pub const GENESIS: &str = "genesis";
+/// Incremental bundles: the checkpoint they continue.
+pub const PREVIOUS_CHECKPOINT: &str = "previous-checkpoint";
+/// Incremental bundles: the compact range of the records before them.
+pub const FRONTIER: &str = "frontier";
+/// Incremental bundles: the inclusion proof of their first stored record.
+pub const PREDECESSOR_PROOF: &str = "predecessor.proof";
+
+/// How to export.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportOptions<'a> {
+    /// The Unix time, for the name and the manifest.
+    pub now: u64,
+    /// The browser verifier page, copied into the bundle as `verify.html`.
+    pub verifier: Option<&'a [u8]>,
+    /// Continue the export of this size (incremental); none: full.
+    pub from: Option<u64>,
+}
 /// The manifest's `format` value.
 pub const FORMAT: &str = "cairn-export/v1";
 
@@ -46,9 +66,13 @@ pub struct Manifest {
     pub format: String,
     /// The log's origin.
     pub origin: String,
-    /// Records in the bundle: entries `0 … records-1`, the exported
+    /// Records the bundle vouches for: `0 … records-1`, the exported
     /// checkpoint's size.
     pub records: u64,
+    /// The first record it holds in full: 0 for a full bundle, `F` for an
+    /// incremental one continuing an export of size `F`.
+    #[serde(default)]
+    pub from: u64,
     /// The exported checkpoint's Merkle root, base64 as in the checkpoint.
     pub root: String,
     /// SHA-256 fingerprint of the identity key, hex.
@@ -117,6 +141,7 @@ fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Check
             entries: log.entries[..size].to_vec(),
             checkpoints: log.checkpoints[..=k].to_vec(),
             damage,
+            prefix: None,
         },
         cp,
     ))
@@ -133,13 +158,14 @@ fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Check
 /// gets its name (the daemon records the export there); if it fails, the
 /// bundle is removed and its error returned.
 ///
-/// `verifier`, if given, is the browser verifier page, copied into the
-/// bundle as `verify.html`.
+/// With `opts.from` = `F`, the bundle is incremental (FORMAT.md §9): it
+/// holds records `F-1 … N-1` and the prefix that ties them to the
+/// checkpoint of size `F`; only they are verified (and the first `F`
+/// records hashed), so an export costs what was added since.
 pub fn export(
     log: &LogBytes<'_>,
     parent: &Path,
-    now: u64,
-    verifier: Option<&[u8]>,
+    opts: &ExportOptions<'_>,
     publish: impl FnOnce(&Exported) -> Result<()>,
 ) -> Result<Exported> {
     let meta = std::fs::metadata(parent).map_err(|e| Error::io(parent, e))?;
@@ -150,19 +176,32 @@ pub fn export(
         )));
     }
     let (cut, cp) = cut_at_last_checkpoint(log)?;
-    let report = verify_log(&cut, &Options::default());
+    let prefix = match opts.from {
+        Some(f) => Some(PrefixFiles::of(&cut, f)?),
+        None => None,
+    };
+    let part = match &prefix {
+        Some(p) => p.continuation(&cut)?,
+        None => cut,
+    };
+    let report = verify_log(&part, &Options::default());
     if let Some(f) = report.findings.first() {
         return Err(Error::Invalid(format!(
             "the ledger does not verify ({}: {}); run `cairn verify` on it; nothing exported",
             f.subject, f.why
         )));
     }
-    let genesis = Entry::parse(cut.entries[0].bytes)?;
+    let genesis = Entry::parse(match &prefix {
+        Some(p) => &p.genesis,
+        None => part.entries[0].bytes,
+    })?;
     let keys = KeySet::from_genesis(&genesis.record.body)?;
+    let now = opts.now;
     let manifest = Manifest {
         format: FORMAT.into(),
         origin: cp.origin.clone(),
         records: cp.size,
+        from: prefix.as_ref().map_or(0, |p| p.size),
         root: base64::engine::general_purpose::STANDARD.encode(cp.root),
         identity_fingerprint: keys.identity.fingerprint(),
         created_unix: now,
@@ -177,7 +216,11 @@ pub fn export(
         return Err(Error::Invalid(format!("{} already exists", dir.display())));
     }
     let partial = parent.join(format!(".{name}.partial"));
-    let written = write_files(&partial, &cut, &manifest, verifier).and_then(|sums_sha256| {
+    let mut extra: Vec<(&str, Vec<u8>)> = prefix.as_ref().map_or_else(Vec::new, PrefixFiles::files);
+    if let Some(page) = opts.verifier {
+        extra.push((VERIFIER, page.to_vec()));
+    }
+    let written = write_files(&partial, &part, &manifest, extra).and_then(|sums_sha256| {
         let exported = Exported {
             dir: dir.clone(),
             manifest,
@@ -195,13 +238,179 @@ pub fn export(
     written
 }
 
+/// The prefix of an incremental bundle, owned: what ties its records to
+/// the checkpoint of the first `size` records.
+#[derive(Debug, Clone)]
+pub struct PrefixFiles {
+    /// `F`: the records the previous checkpoint covers.
+    pub size: u64,
+    /// Record 0, as stored.
+    pub genesis: Vec<u8>,
+    /// The signed checkpoint of size `F`.
+    pub checkpoint: Vec<u8>,
+    /// The compact range of leaves `0 … F-1`.
+    pub frontier: Vec<Hash>,
+    /// The inclusion proof of leaf `F-1`.
+    pub proof: Vec<Hash>,
+}
+
+impl PrefixFiles {
+    /// The prefix for continuing the export of size `f` of `log` (a full
+    /// log cut at its last checkpoint, of size `N`): `0 < f < N` and a
+    /// checkpoint of size `f` must be in it.
+    fn of(log: &LogBytes<'_>, f: u64) -> Result<Self> {
+        let n = log.entries.len() as u64;
+        if f == 0 || f >= n {
+            return Err(Error::Invalid(format!(
+                "cannot continue an export of {f} records: the log's last checkpoint covers {n}"
+            )));
+        }
+        let checkpoint = log
+            .checkpoints
+            .iter()
+            .find(|c| checkpoint_size(c.bytes) == Some(f))
+            .ok_or_else(|| Error::Invalid(format!("the log has no checkpoint of size {f}")))?
+            .bytes
+            .to_vec();
+        let leaves: Vec<Hash> = log.entries[..f as usize]
+            .iter()
+            .map(|e| merkle::leaf_hash(e.bytes))
+            .collect();
+        let mut frontier = Frontier::new();
+        for leaf in &leaves {
+            frontier.push(*leaf, |_, _, _| {});
+        }
+        let proof = merkle::inclusion_proof(&MemoryTree::from_leaves(leaves), f - 1, f)?;
+        Ok(PrefixFiles {
+            size: f,
+            genesis: log.entries[0].bytes.to_vec(),
+            checkpoint,
+            frontier: frontier.compact(),
+            proof,
+        })
+    }
+
+    /// The part of `log` an incremental bundle holds: records `F-1 …` and
+    /// the checkpoints after `F`, with this prefix.
+    fn continuation<'a>(&'a self, log: &LogBytes<'a>) -> Result<LogBytes<'a>> {
+        Ok(LogBytes {
+            entries: log.entries[(self.size - 1) as usize..].to_vec(),
+            checkpoints: log
+                .checkpoints
+                .iter()
+                .filter(|c| checkpoint_size(c.bytes).is_some_and(|s| s > self.size))
+                .copied()
+                .collect(),
+            damage: log.damage.clone(),
+            prefix: Some(self.prefix()),
+        })
+    }
+
+    /// As [`verify_log`] takes it.
+    pub fn prefix(&self) -> Prefix<'_> {
+        Prefix {
+            genesis: crate::verify::Stored {
+                bytes: &self.genesis,
+                intact: true,
+                offset: 0,
+            },
+            checkpoint: &self.checkpoint,
+            frontier: self.frontier.clone(),
+            predecessor_proof: self.proof.clone(),
+        }
+    }
+
+    /// The bundle files holding it.
+    fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let lines = |hashes: &[Hash]| {
+            hashes
+                .iter()
+                .map(|h| format!("{}\n", base64::engine::general_purpose::STANDARD.encode(h)))
+                .collect::<String>()
+                .into_bytes()
+        };
+        vec![
+            (GENESIS, self.genesis.clone()),
+            (PREVIOUS_CHECKPOINT, self.checkpoint.clone()),
+            (FRONTIER, lines(&self.frontier)),
+            (PREDECESSOR_PROOF, lines(&self.proof)),
+        ]
+    }
+
+    /// The prefix files of the bundle in `dir`, if its manifest says it is
+    /// incremental.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        };
+        let manifest: Manifest = serde_json::from_slice(&read(MANIFEST)?)
+            .map_err(|e| Error::malformed(MANIFEST, e.to_string()))?;
+        if manifest.from == 0 {
+            return Ok(None);
+        }
+        let hashes = |name: &'static str| -> Result<Vec<Hash>> {
+            let text =
+                String::from_utf8(read(name)?).map_err(|_| Error::malformed(name, "not UTF-8"))?;
+            text.lines()
+                .map(|l| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(l)
+                        .ok()
+                        .and_then(|b| Hash::try_from(b).ok())
+                        .ok_or_else(|| {
+                            Error::malformed(name, format!("{l:?} is not a base64 hash"))
+                        })
+                })
+                .collect()
+        };
+        Ok(Some(PrefixFiles {
+            size: manifest.from,
+            genesis: read(GENESIS)?,
+            checkpoint: read(PREVIOUS_CHECKPOINT)?,
+            frontier: hashes(FRONTIER)?,
+            proof: hashes(PREDECESSOR_PROOF)?,
+        }))
+    }
+}
+
+/// The size a checkpoint note declares, if it parses.
+fn checkpoint_size(note: &[u8]) -> Option<u64> {
+    let n = crate::note::Note::parse(note).ok()?;
+    Checkpoint::parse_text(n.text).ok().map(|c| c.size)
+}
+
+/// The size of the last export recorded in `log` (a `ledger.export`
+/// record, FORMAT.md §3) that an incremental bundle can continue: below
+/// the log's last checkpoint, with a checkpoint of its own.
+pub fn previous_export(log: &LogBytes<'_>) -> Option<u64> {
+    let last = log
+        .checkpoints
+        .iter()
+        .rev()
+        .find_map(|c| checkpoint_size(c.bytes))?;
+    let sizes: Vec<u64> = log
+        .checkpoints
+        .iter()
+        .filter_map(|c| checkpoint_size(c.bytes))
+        .collect();
+    log.entries.iter().rev().find_map(|e| {
+        let r = Entry::parse(e.bytes).ok()?.record;
+        if r.kind != "ledger.export" {
+            return None;
+        }
+        let f = r.body["records"].as_u64()?;
+        (f > 0 && f < last && sizes.contains(&f)).then_some(f)
+    })
+}
+
 /// Creates `dir` and writes every bundle file into it, `SHA256SUMS` last;
 /// returns the SHA-256 of `SHA256SUMS`, hex.
 fn write_files(
     dir: &Path,
     log: &LogBytes<'_>,
     manifest: &Manifest,
-    verifier: Option<&[u8]>,
+    extra: Vec<(&str, Vec<u8>)>,
 ) -> Result<String> {
     std::fs::create_dir(dir).map_err(|e| Error::io(dir, e))?;
     let last_checkpoint = log.checkpoints.last().map_or(&[][..], |c| c.bytes);
@@ -217,11 +426,12 @@ fn write_files(
         (CHECKPOINT, last_checkpoint.to_vec()),
         (TIMESTAMP_REQUEST, tsq),
         (MANIFEST, manifest_json),
-        (README, readme(manifest, verifier.is_some()).into_bytes()),
+        (
+            README,
+            readme(manifest, extra.iter().any(|(n, _)| *n == VERIFIER)).into_bytes(),
+        ),
     ];
-    if let Some(page) = verifier {
-        files.push((VERIFIER, page.to_vec()));
-    }
+    files.extend(extra);
     let mut sums = String::new();
     for (name, items) in journals {
         // Streamed frame by frame: a log of any size takes little memory.
@@ -402,19 +612,22 @@ pub fn check(dir: &Path, report: &crate::verify::Report) -> Vec<Finding> {
         let fp = report.identity.as_ref().map(|(_, fp)| fp.as_str());
         if report.origin.as_deref() != Some(m.origin.as_str())
             || report.records != m.records
+            || report.from != m.from
             || report.root != root_hex
             || fp != Some(m.identity_fingerprint.as_str())
         {
             problem(
                 MANIFEST,
                 format!(
-                    "says log {} with {} records, root {} and identity {}; the journals hold log {} with {} records, root {} and identity {}",
+                    "says log {} with {} records from {}, root {} and identity {}; the journals hold log {} with {} records from {}, root {} and identity {}",
                     m.origin,
                     m.records,
+                    m.from,
                     m.root,
                     m.identity_fingerprint,
                     report.origin.as_deref().unwrap_or("?"),
                     report.records,
+                    report.from,
                     report.root,
                     fp.unwrap_or("?"),
                 ),

@@ -70,6 +70,31 @@ impl Frontier {
         Ok(Frontier { size, stack })
     }
 
+    /// A tree of `size` leaves from its compact range (the roots of its
+    /// complete subtrees, largest first: one per set bit of `size`).
+    pub fn from_compact(size: u64, hashes: &[Hash]) -> Result<Self> {
+        let levels: Vec<u8> = (0..64u8)
+            .rev()
+            .filter(|l| size & (1u64 << l) != 0)
+            .collect();
+        if levels.len() != hashes.len() {
+            return Err(Error::Invalid(format!(
+                "a tree of {size} leaves has {} complete subtrees, not {}",
+                levels.len(),
+                hashes.len()
+            )));
+        }
+        Ok(Frontier {
+            size,
+            stack: levels.into_iter().zip(hashes.iter().copied()).collect(),
+        })
+    }
+
+    /// The compact range: the roots of the complete subtrees, largest first.
+    pub fn compact(&self) -> Vec<Hash> {
+        self.stack.iter().map(|&(_, h)| h).collect()
+    }
+
     /// The number of leaves.
     pub fn size(&self) -> u64 {
         self.size

@@ -15,6 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
 use crate::keyring::KeySet;
 use crate::merkle::{self, Frontier, Hash};
+use crate::note::Note;
 use crate::record::{RecordHash, KIND_GENESIS};
 
 /// One stored item (an entry or a checkpoint) as a container holds it.
@@ -37,6 +38,26 @@ pub struct LogBytes<'a> {
     pub checkpoints: Vec<Stored<'a>>,
     /// Damage the container reader found (e.g. an unreadable frame).
     pub damage: Vec<Finding>,
+    /// For an incremental bundle (FORMAT.md §9): the records before the
+    /// stored ones, vouched for by a signed checkpoint. `entries` then
+    /// starts with the predecessor, the last record that checkpoint covers.
+    pub prefix: Option<Prefix<'a>>,
+}
+
+/// The records a log's stored entries continue, as an incremental bundle
+/// carries them: the genesis record (for the keys), the signed checkpoint
+/// of the first `F` records, its compact range of leaves, and the inclusion
+/// proof of record `F-1` (the first stored entry) in it.
+#[derive(Debug, Clone)]
+pub struct Prefix<'a> {
+    /// Record 0, as stored.
+    pub genesis: Stored<'a>,
+    /// The signed checkpoint of the first `F` records.
+    pub checkpoint: &'a [u8],
+    /// The roots of the complete subtrees of those `F` leaves, largest first.
+    pub frontier: Vec<Hash>,
+    /// RFC 9162 inclusion proof of leaf `F-1` in the tree of size `F`.
+    pub predecessor_proof: Vec<Hash>,
 }
 
 /// What the verifier should trust beyond the log itself.
@@ -112,8 +133,12 @@ pub struct Report {
     pub origin: Option<String>,
     /// The identity key's verifier key and fingerprint, when known.
     pub identity: Option<(String, String)>,
-    /// Entries examined.
+    /// Records the log holds (for an incremental bundle, counting those
+    /// before `from` that its previous checkpoint vouches for).
     pub records: u64,
+    /// The first record stored in full (0, or `F` of an incremental
+    /// bundle).
+    pub from: u64,
     /// Checkpoints examined.
     pub checkpoints: u64,
     /// Size covered by the largest valid checkpoint.
@@ -148,13 +173,25 @@ struct Checked {
 /// Verifies a log. Pure: no I/O, no clock.
 pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
     let mut findings = log.damage.clone();
+    // The sequence number of the first stored entry: 0, or the
+    // predecessor's in an incremental bundle (as its previous checkpoint
+    // says; checked below).
+    let base = log.prefix.as_ref().map_or(0, |p| {
+        Note::parse(p.checkpoint)
+            .and_then(|n| Checkpoint::parse_text(n.text))
+            .map_or(0, |cp| cp.size.saturating_sub(1))
+    });
     let rec = |i: usize| Subject::Record {
-        seq: i as u64,
+        seq: base + i as u64,
         offset: log.entries.get(i).map(|e| e.offset).unwrap_or(0),
     };
 
     // The genesis record names the keys everything else is checked against.
-    let keys = match log.entries.first() {
+    let genesis = match &log.prefix {
+        Some(p) => Some((&p.genesis, Subject::Log)),
+        None => log.entries.first().map(|g| (g, rec(0))),
+    };
+    let keys = match genesis {
         None => {
             findings.push(Finding {
                 subject: Subject::Log,
@@ -162,13 +199,10 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
             });
             None
         }
-        Some(g) => match genesis_keys(g.bytes) {
+        Some((g, subject)) => match genesis_keys(g.bytes) {
             Ok(k) => Some(k),
             Err(why) => {
-                findings.push(Finding {
-                    subject: rec(0),
-                    why,
-                });
+                findings.push(Finding { subject, why });
                 None
             }
         },
@@ -210,8 +244,19 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
     let mut roots: Vec<(u64, Hash)> = Vec::with_capacity(wanted.len());
     let mut want = wanted.iter().peekable();
     let mut frontier = Frontier::new();
-    while want.next_if(|&&w| w == 0).is_some() {
-        roots.push((0, frontier.root()));
+    if let Some(p) = &log.prefix {
+        match check_prefix(p, keys.as_ref(), log.entries.first()) {
+            Ok(f) => frontier = f,
+            Err(why) => findings.push(Finding {
+                subject: Subject::Log,
+                why,
+            }),
+        }
+    }
+    while let Some(&w) = want.next_if(|&&w| w <= frontier.size()) {
+        if w == frontier.size() {
+            roots.push((w, frontier.root()));
+        }
     }
     let mut prev_hash: Option<RecordHash> = None;
     for (i, (s, (c, leaf))) in log.entries.iter().zip(&checked).enumerate() {
@@ -221,21 +266,25 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
                 why: why.clone(),
             }),
             Ok(c) => {
-                let expected_prev = if i == 0 {
-                    Some(RecordHash::default())
-                } else {
-                    prev_hash
+                let seq = base + i as u64;
+                // A full log's first record links to nothing; an
+                // incremental bundle's predecessor links to a record it
+                // does not hold (the previous checkpoint vouches for it).
+                let expected_prev = match (i, &log.prefix) {
+                    (0, None) => Some(RecordHash::default()),
+                    (0, Some(_)) => None,
+                    _ => prev_hash,
                 };
-                let problem = if c.seq != i as u64 {
-                    Some(format!("has sequence number {} where {i} was expected (records missing, added or reordered)", c.seq))
+                let problem = if c.seq != seq {
+                    Some(format!("has sequence number {} where {seq} was expected (records missing, added or reordered)", c.seq))
                 } else if expected_prev.is_some() && c.prev != expected_prev {
                     Some(format!(
                         "its chain link does not match the hash of record {}",
-                        i.saturating_sub(1)
+                        seq.saturating_sub(1)
                     ))
                 } else if origin.as_deref().is_some_and(|o| o != c.log) {
                     Some(format!("belongs to log {:?}, not this one", c.log))
-                } else if (i == 0) != (c.kind == KIND_GENESIS) {
+                } else if (seq == 0) != (c.kind == KIND_GENESIS) {
                     Some(format!("kind {:?} is out of place", c.kind))
                 } else {
                     None
@@ -254,13 +303,16 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
             .ok()
             .map(|c| c.hash)
             .or_else(|| Entry::parse(s.bytes).ok().map(|e| e.hash()));
-        frontier.push(*leaf, |_, _, _| {});
+        // The predecessor's leaf is already in the prefix's frontier.
+        if i > 0 || log.prefix.is_none() {
+            frontier.push(*leaf, |_, _, _| {});
+        }
         while want.next_if(|&&w| w == frontier.size()).is_some() {
             roots.push((frontier.size(), frontier.root()));
         }
     }
 
-    let n = log.entries.len() as u64;
+    let n = base + log.entries.len() as u64;
     let mut checkpointed = 0u64;
     let mut last_size = 0u64;
     for (i, s, c) in cps.drain(..) {
@@ -315,6 +367,7 @@ pub fn verify_log(log: &LogBytes<'_>, options: &Options) -> Report {
             .map(|k| (k.identity.vkey(), k.identity.fingerprint())),
         origin,
         records: n,
+        from: log.prefix.as_ref().map_or(0, |_| base + 1),
         checkpoints: log.checkpoints.len() as u64,
         checkpointed_size: checkpointed,
         root: hex::encode(frontier.root()),
@@ -359,6 +412,40 @@ fn check_entry(s: &Stored<'_>, keys: Option<&KeySet>) -> Result<Checked, String>
     })
 }
 
+/// Checks an incremental bundle's prefix (FORMAT.md §9) and returns the
+/// tree of its `F` records: the previous checkpoint verifies under the
+/// keys, the frontier folds to its root, and the predecessor (the first
+/// stored entry) is its leaf `F-1`.
+fn check_prefix(
+    p: &Prefix<'_>,
+    keys: Option<&KeySet>,
+    predecessor: Option<&Stored<'_>>,
+) -> Result<Frontier, String> {
+    let keys = keys.ok_or("no trusted keys (the genesis record is unusable)")?;
+    let cp = Checkpoint::open(p.checkpoint, keys)
+        .map_err(|e| format!("the previous checkpoint does not verify: {e}"))?;
+    if cp.size == 0 {
+        return Err("the previous checkpoint covers no records".into());
+    }
+    let frontier = Frontier::from_compact(cp.size, &p.frontier)
+        .map_err(|e| format!("the frontier does not fit the previous checkpoint: {e}"))?;
+    if frontier.root() != cp.root {
+        return Err(format!(
+            "the frontier is not the previous checkpoint's tree of {} records",
+            cp.size
+        ));
+    }
+    let predecessor = predecessor.ok_or("the bundle holds no records")?;
+    let leaf = merkle::leaf_hash(predecessor.bytes);
+    if !merkle::verify_inclusion(cp.size - 1, cp.size, &leaf, &p.predecessor_proof, &cp.root) {
+        return Err(format!(
+            "the first stored record is not record {} of the previous checkpoint",
+            cp.size - 1
+        ));
+    }
+    Ok(frontier)
+}
+
 fn open_checkpoint(s: &Stored<'_>, keys: Option<&KeySet>) -> Result<Checkpoint, String> {
     if !s.intact {
         return Err("stored checksum does not match: the bytes were altered or damaged".into());
@@ -374,21 +461,42 @@ fn open_checkpoint(s: &Stored<'_>, keys: Option<&KeySet>) -> Result<Checkpoint, 
 /// rewritten since — even re-signed by someone holding the keys — fails.
 /// Returns the earlier checkpoint.
 pub fn verify_extends(log: &LogBytes<'_>, earlier: &[u8]) -> crate::Result<Checkpoint> {
-    let genesis = log
-        .entries
-        .first()
-        .ok_or_else(|| crate::Error::Invalid("the log is empty".into()))?;
+    let genesis = match &log.prefix {
+        Some(p) => &p.genesis,
+        None => log
+            .entries
+            .first()
+            .ok_or_else(|| crate::Error::Invalid("the log is empty".into()))?,
+    };
     let keys = KeySet::from_genesis(&Entry::parse(genesis.bytes)?.record.body)?;
     let cp = Checkpoint::open(earlier, &keys)?;
-    if cp.size > log.entries.len() as u64 {
+    // The tree the stored entries extend, and the first entry to append.
+    let (mut frontier, skip) = match &log.prefix {
+        None => (Frontier::new(), 0),
+        Some(p) => {
+            let f = Note::parse(p.checkpoint)
+                .and_then(|n| Checkpoint::parse_text(n.text))?
+                .size;
+            if cp.size < f {
+                return Err(crate::Error::Invalid(format!(
+                    "this bundle holds records from {f} on; check the earlier checkpoint of size {} against the bundle that holds it",
+                    cp.size
+                )));
+            }
+            (Frontier::from_compact(f, &p.frontier)?, 1)
+        }
+    };
+    let held = frontier.size() + (log.entries.len() as u64).saturating_sub(skip as u64);
+    if cp.size > held {
         return Err(crate::Error::Invalid(format!(
-            "the earlier checkpoint covers {} records, this log holds {}: records were removed",
-            cp.size,
-            log.entries.len()
+            "the earlier checkpoint covers {} records, this log holds {held}: records were removed",
+            cp.size
         )));
     }
-    let mut frontier = Frontier::new();
-    for e in &log.entries[..cp.size as usize] {
+    for e in log.entries.iter().skip(skip) {
+        if frontier.size() == cp.size {
+            break;
+        }
         frontier.push(merkle::leaf_hash(e.bytes), |_, _, _| {});
     }
     if frontier.root() != cp.root {

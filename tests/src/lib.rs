@@ -54,14 +54,21 @@ pub fn cairn_verify(dir: &Path, extra: &[&str]) -> (i32, String) {
 /// Runs `cairn export --ledger LEDGER --to TO --json` (it must succeed) and
 /// returns its JSON answer (`dir`, `manifest`, `sums_sha256`, `record`).
 pub fn cairn_export(ledger: &Path, to: &Path) -> serde_json::Value {
-    let out = cairn(&[
+    cairn_export_with(ledger, to, &[])
+}
+
+/// [`cairn_export`] with more arguments.
+pub fn cairn_export_with(ledger: &Path, to: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "export",
         "--ledger",
         ledger.to_str().expect("utf-8 path"),
         "--to",
         to.to_str().expect("utf-8 path"),
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = cairn(&args);
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).expect("cairn export --json answers JSON")
 }

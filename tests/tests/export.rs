@@ -509,6 +509,10 @@ fn the_daemon_exports_on_its_schedule_records_each_and_keeps_the_newest() {
     // record naming its bundle.
     let kept = bundles();
     assert_eq!(kept.len(), 2, "{kept:?}");
+    // After the first, each export continues the one before.
+    for b in &kept {
+        assert!(manifest(b).from > 0, "{b:?} is not incremental");
+    }
     let records = cairn_tests::ledger_records(&state);
     let names: Vec<String> = records
         .iter()
@@ -585,4 +589,105 @@ fn the_browser_verifier_goes_into_the_bundle_when_given() {
     assert_eq!(missing.status.code(), Some(2), "{missing:?}");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.html"));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}
+
+#[test]
+fn an_incremental_bundle_holds_what_was_added_and_verifies_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    make_ledger(&ledger, "cairn.example/incremental", 25);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let first = export(&ledger, &out);
+    let f = manifest(&first).records; // 26
+    let keys = Keyring::load(&ledger.join("keys")).unwrap();
+    let config = LedgerConfig {
+        checkpoint_every_records: 10,
+        ..LedgerConfig::default()
+    };
+    let l = Ledger::open(&ledger, keys, config).unwrap();
+    for i in 0..17 {
+        l.append(RecordDraft::new(
+            "test.event",
+            Actor::System { name: "more".into() },
+            serde_json::json!(i),
+        ))
+        .unwrap();
+    }
+    drop(l);
+    let v = cairn_tests::cairn_export_with(&ledger, &out, &["--from-size", &f.to_string()]);
+    let second = PathBuf::from(v["dir"].as_str().unwrap());
+    let m = manifest(&second);
+    assert_eq!(m.from, f);
+    assert!(m.records > f + 16, "{m:?}");
+    for name in ["genesis", "previous-checkpoint", "frontier", "predecessor.proof"] {
+        assert!(second.join(name).is_file(), "{name}");
+    }
+    // The predecessor and the new records only.
+    let stored = entries(&std::fs::read(second.join(RECORDS_JOURNAL)).unwrap());
+    assert_eq!(stored.len() as u64, m.records - f + 1);
+    let fp = m.identity_fingerprint.clone();
+    let (code, text) = cairn_verify(&second, &["--key", &fp]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("{} records", m.records)), "{text}");
+    let (code, text) = cairn_verify(&second, &["--since", first.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+
+    // Tampered: each fails, naming what is wrong.
+    let all = stored.clone();
+    let work = dir.path().join("work");
+    let mut n = 0;
+    let mut case = |what: &str, tamper: &dyn Fn(&Path), expect: &str| {
+        n += 1;
+        let b = copy(&second, &work.join(n.to_string()));
+        tamper(&b);
+        recompute_sums(&b);
+        let (code, text) = cairn_verify(&b, &["--key", &fp]);
+        assert_eq!(code, 1, "{what}: {text}");
+        assert!(text.contains(expect), "{what}: expected {expect:?} in\n{text}");
+    };
+    case(
+        "frontier hash changed",
+        &|b: &Path| {
+            let text = std::fs::read_to_string(b.join("frontier")).unwrap();
+            let first_char = if text.starts_with('A') { "B" } else { "A" };
+            std::fs::write(b.join("frontier"), format!("{first_char}{}", &text[1..])).unwrap();
+        },
+        "frontier",
+    );
+    case(
+        "predecessor replaced",
+        &|b: &Path| {
+            let mut e = all.clone();
+            e[0] = all[1].clone();
+            std::fs::write(b.join(RECORDS_JOURNAL), journal(&e)).unwrap();
+        },
+        &format!("not record {}", f - 1),
+    );
+    case(
+        "previous checkpoint of another size",
+        &|b: &Path| {
+            let cps = entries(&std::fs::read(first.join(CHECKPOINTS_JOURNAL)).unwrap());
+            std::fs::write(b.join("previous-checkpoint"), &cps[0]).unwrap();
+        },
+        "frontier",
+    );
+    case(
+        "new record deleted",
+        &|b: &Path| {
+            let mut e = all.clone();
+            e.remove(5);
+            std::fs::write(b.join(RECORDS_JOURNAL), journal(&e)).unwrap();
+        },
+        &format!("record {}", f + 4),
+    );
+    case(
+        "manifest from changed",
+        &|b: &Path| {
+            let mut m = manifest(b);
+            m.from -= 1;
+            std::fs::write(b.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
+        },
+        "bundle.json",
+    );
 }

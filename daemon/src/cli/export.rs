@@ -16,11 +16,23 @@ use crate::client::request;
 /// daemon answers there), asks it to checkpoint first, so the bundle holds
 /// every record so far, and to record the export before the bundle gets
 /// its name; without one, exports up to the last checkpoint, unrecorded.
+/// How much of the log a bundle holds.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Extent {
+    /// From the previous recorded export, when there is one (the default).
+    SincePrevious,
+    /// Everything.
+    Full,
+    /// Continuing an export of this size.
+    From(u64),
+}
+
 pub(super) fn run(
     ledger: &Path,
     to: &Path,
     socket: Option<PathBuf>,
     verifier: Option<&Path>,
+    extent: Extent,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let page = crate::verifier_page::load(verifier)?;
@@ -39,8 +51,19 @@ pub(super) fn run(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let log = files.log_bytes();
+    let from = match extent {
+        Extent::SincePrevious => bundle::previous_export(&log),
+        Extent::Full => None,
+        Extent::From(f) => Some(f),
+    };
+    let opts = bundle::ExportOptions {
+        now,
+        verifier: page.as_deref(),
+        from,
+    };
     let mut record = None;
-    let exported = bundle::export(&files.log_bytes(), to, now, page.as_deref(), |e| {
+    let exported = bundle::export(&log, to, &opts, |e| {
         let Some(socket) = &daemon else {
             return Ok(());
         };

@@ -86,6 +86,14 @@ enum Command {
         /// installed).
         #[arg(long)]
         verifier: Option<PathBuf>,
+        /// Export the whole log, not only what was added since the last
+        /// recorded export.
+        #[arg(long, conflicts_with = "from_size")]
+        full: bool,
+        /// Continue the export of this many records (it must have a
+        /// checkpoint of that size), instead of the last recorded one.
+        #[arg(long)]
+        from_size: Option<u64>,
         /// The directory to write the bundle into (it must exist: a mounted
         /// stick, for instance).
         #[arg(long)]
@@ -186,8 +194,17 @@ pub fn main() -> ExitCode {
             to,
             socket,
             verifier,
+            full,
+            from_size,
             json,
-        } => export::run(&ledger, &to, socket, verifier.as_deref(), json),
+        } => {
+            let extent = match (full, from_size) {
+                (true, _) => export::Extent::Full,
+                (false, Some(f)) => export::Extent::From(f),
+                (false, None) => export::Extent::SincePrevious,
+            };
+            export::run(&ledger, &to, socket, verifier.as_deref(), extent, json)
+        }
         Command::Keys { command } => keys::run(command),
         Command::Anchor { command } => anchor::run(command),
         Command::Models { command } => models::run(command),

@@ -22,7 +22,14 @@ pub(super) fn run(
     let started = std::time::Instant::now();
     let files =
         LedgerFiles::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let log = files.log_bytes();
+    let mut log = files.log_bytes();
+    let prefix = if bundle::is_bundle(path) {
+        bundle::PrefixFiles::read(path)
+            .with_context(|| format!("cannot read the incremental bundle {}", path.display()))?
+    } else {
+        None
+    };
+    log.prefix = prefix.as_ref().map(bundle::PrefixFiles::prefix);
     let mut report = verify_log(
         &log,
         &Options {

@@ -72,7 +72,13 @@ fn export_once(
         .map_or(0, |d| d.as_secs());
     let handle = tokio::runtime::Handle::current();
     let mut seq = None;
-    let exported = bundle::export(&files.log_bytes(), dir, now, page.as_deref(), |e| {
+    let log = files.log_bytes();
+    let opts = bundle::ExportOptions {
+        now,
+        verifier: page.as_deref(),
+        from: bundle::previous_export(&log),
+    };
+    let exported = bundle::export(&log, dir, &opts, |e| {
         let m = &e.manifest;
         let name = e.dir.file_name().map(|n| n.to_string_lossy().into_owned());
         let draft = records::export(
