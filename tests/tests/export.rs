@@ -609,7 +609,9 @@ fn an_incremental_bundle_holds_what_was_added_and_verifies_alone() {
     for i in 0..17 {
         l.append(RecordDraft::new(
             "test.event",
-            Actor::System { name: "more".into() },
+            Actor::System {
+                name: "more".into(),
+            },
             serde_json::json!(i),
         ))
         .unwrap();
@@ -620,7 +622,12 @@ fn an_incremental_bundle_holds_what_was_added_and_verifies_alone() {
     let m = manifest(&second);
     assert_eq!(m.from, f);
     assert!(m.records > f + 16, "{m:?}");
-    for name in ["genesis", "previous-checkpoint", "frontier", "predecessor.proof"] {
+    for name in [
+        "genesis",
+        "previous-checkpoint",
+        "frontier",
+        "predecessor.proof",
+    ] {
         assert!(second.join(name).is_file(), "{name}");
     }
     // The predecessor and the new records only.
@@ -644,7 +651,10 @@ fn an_incremental_bundle_holds_what_was_added_and_verifies_alone() {
         recompute_sums(&b);
         let (code, text) = cairn_verify(&b, &["--key", &fp]);
         assert_eq!(code, 1, "{what}: {text}");
-        assert!(text.contains(expect), "{what}: expected {expect:?} in\n{text}");
+        assert!(
+            text.contains(expect),
+            "{what}: expected {expect:?} in\n{text}"
+        );
     };
     case(
         "frontier hash changed",
