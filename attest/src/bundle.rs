@@ -45,6 +45,9 @@ pub const PREVIOUS_CHECKPOINT: &str = "previous-checkpoint";
 pub const FRONTIER: &str = "frontier";
 /// Incremental bundles: the inclusion proof of their first stored record.
 pub const PREDECESSOR_PROOF: &str = "predecessor.proof";
+/// Incremental bundles: the RFC 9162 consistency proof from the previous
+/// checkpoint to the exported one.
+pub const CONSISTENCY_PROOF: &str = "consistency.proof";
 
 /// How to export.
 #[derive(Debug, Clone, Copy, Default)]
@@ -252,6 +255,8 @@ pub struct PrefixFiles {
     pub frontier: Vec<Hash>,
     /// The inclusion proof of leaf `F-1`.
     pub proof: Vec<Hash>,
+    /// The consistency proof from size `F` to the exported size.
+    pub consistency: Vec<Hash>,
 }
 
 impl PrefixFiles {
@@ -272,21 +277,23 @@ impl PrefixFiles {
             .ok_or_else(|| Error::Invalid(format!("the log has no checkpoint of size {f}")))?
             .bytes
             .to_vec();
-        let leaves: Vec<Hash> = log.entries[..f as usize]
+        let leaves: Vec<Hash> = log
+            .entries
             .iter()
             .map(|e| merkle::leaf_hash(e.bytes))
             .collect();
         let mut frontier = Frontier::new();
-        for leaf in &leaves {
+        for leaf in &leaves[..f as usize] {
             frontier.push(*leaf, |_, _, _| {});
         }
-        let proof = merkle::inclusion_proof(&MemoryTree::from_leaves(leaves), f - 1, f)?;
+        let tree = MemoryTree::from_leaves(leaves);
         Ok(PrefixFiles {
             size: f,
             genesis: log.entries[0].bytes.to_vec(),
             checkpoint,
             frontier: frontier.compact(),
-            proof,
+            proof: merkle::inclusion_proof(&tree, f - 1, f)?,
+            consistency: merkle::consistency_proof(&tree, f, n)?,
         })
     }
 
@@ -334,6 +341,7 @@ impl PrefixFiles {
             (PREVIOUS_CHECKPOINT, self.checkpoint.clone()),
             (FRONTIER, lines(&self.frontier)),
             (PREDECESSOR_PROOF, lines(&self.proof)),
+            (CONSISTENCY_PROOF, lines(&self.consistency)),
         ]
     }
 
@@ -370,14 +378,20 @@ impl PrefixFiles {
             checkpoint: read(PREVIOUS_CHECKPOINT)?,
             frontier: hashes(FRONTIER)?,
             proof: hashes(PREDECESSOR_PROOF)?,
+            consistency: hashes(CONSISTENCY_PROOF)?,
         }))
     }
 }
 
+/// What a checkpoint note declares, if it parses (signatures unchecked).
+fn checkpoint_text(note: &[u8]) -> Option<Checkpoint> {
+    let n = crate::note::Note::parse(note).ok()?;
+    Checkpoint::parse_text(n.text).ok()
+}
+
 /// The size a checkpoint note declares, if it parses.
 fn checkpoint_size(note: &[u8]) -> Option<u64> {
-    let n = crate::note::Note::parse(note).ok()?;
-    Checkpoint::parse_text(n.text).ok().map(|c| c.size)
+    checkpoint_text(note).map(|c| c.size)
 }
 
 /// The size of the last export recorded in `log` (a `ledger.export`
@@ -634,6 +648,11 @@ pub fn check(dir: &Path, report: &crate::verify::Report) -> Vec<Finding> {
             );
         }
     }
+    if report.from > 0 {
+        if let Err(why) = check_consistency(dir, report) {
+            problem(CONSISTENCY_PROOF, why);
+        }
+    }
     if report.checkpointed_size != report.records {
         problem(
             CHECKPOINTS_JOURNAL,
@@ -660,6 +679,32 @@ pub fn check(dir: &Path, report: &crate::verify::Report) -> Vec<Finding> {
         (_, Err(e)) => problem(CHECKPOINTS_JOURNAL, format!("cannot be read: {e}")),
     }
     findings
+}
+
+/// Checks an incremental bundle's RFC 9162 consistency proof from its
+/// previous checkpoint to the log's root.
+fn check_consistency(
+    dir: &Path,
+    report: &crate::verify::Report,
+) -> std::result::Result<(), String> {
+    let prefix = PrefixFiles::read(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or("the manifest does not say the bundle is incremental")?;
+    let old = checkpoint_text(&prefix.checkpoint)
+        .ok_or("the previous checkpoint does not parse")?
+        .root;
+    let new: Hash = hex::decode(&report.root)
+        .ok()
+        .and_then(|r| r.try_into().ok())
+        .ok_or("the log's root is unknown")?;
+    if merkle::verify_consistency(prefix.size, report.records, &old, &new, &prefix.consistency) {
+        Ok(())
+    } else {
+        Err(format!(
+            "does not prove the tree of {} records extends the previous checkpoint's of {}",
+            report.records, prefix.size
+        ))
+    }
 }
 
 /// Checks each `HEX  NAME` line of `sums`; returns the names listed.

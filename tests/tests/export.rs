@@ -627,6 +627,7 @@ fn an_incremental_bundle_holds_what_was_added_and_verifies_alone() {
         "previous-checkpoint",
         "frontier",
         "predecessor.proof",
+        "consistency.proof",
     ] {
         assert!(second.join(name).is_file(), "{name}");
     }
@@ -681,6 +682,15 @@ fn an_incremental_bundle_holds_what_was_added_and_verifies_alone() {
             std::fs::write(b.join("previous-checkpoint"), &cps[0]).unwrap();
         },
         "frontier",
+    );
+    case(
+        "consistency proof cut",
+        &|b: &Path| {
+            let text = std::fs::read_to_string(b.join("consistency.proof")).unwrap();
+            let kept: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+            std::fs::write(b.join("consistency.proof"), kept).unwrap();
+        },
+        "consistency.proof",
     );
     case(
         "new record deleted",
