@@ -346,14 +346,20 @@ impl PrefixFiles {
     }
 
     /// The prefix files of the bundle in `dir`, if its manifest says it is
-    /// incremental.
+    /// incremental (a missing prefix file is then an error).
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|e| Error::io(&path, e))
         };
-        let manifest: Manifest = serde_json::from_slice(&read(MANIFEST)?)
-            .map_err(|e| Error::malformed(MANIFEST, e.to_string()))?;
+        // A manifest that cannot be read is a finding of [`check`]; the
+        // bundle is then verified as a full one.
+        let Some(manifest) = std::fs::read(dir.join(MANIFEST))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        else {
+            return Ok(None);
+        };
         if manifest.from == 0 {
             return Ok(None);
         }

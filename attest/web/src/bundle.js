@@ -6,7 +6,8 @@
 
 import { toHex, fromBase64, utf8, quote } from './util.js';
 import { parseJson, HAS_DUPLICATES, isObject, asU64, typeName } from './json.js';
-import { splitJournal, CHECKPOINTS_JOURNAL } from './formats.js';
+import { splitJournal, peekCheckpoint, CHECKPOINTS_JOURNAL } from './formats.js';
+import { verifyConsistency } from './merkle.js';
 import { subject } from './verify.js';
 import { equalBytes } from './util.js';
 
@@ -15,6 +16,12 @@ export const SUMS = 'SHA256SUMS';
 export const CHECKPOINT = 'checkpoint';
 export const README = 'README.txt';
 export const FORMAT = 'cairn-export/v1';
+// Incremental bundles (FORMAT.md §9)
+export const GENESIS = 'genesis';
+export const PREVIOUS_CHECKPOINT = 'previous-checkpoint';
+export const FRONTIER = 'frontier';
+export const PREDECESSOR_PROOF = 'predecessor.proof';
+export const CONSISTENCY_PROOF = 'consistency.proof';
 
 const MISSING = 'is missing (not among the files given)';
 
@@ -23,7 +30,7 @@ const MISSING = 'is missing (not among the files given)';
  * `names`: every name in that directory (files and folders);
  * `sha256hex(bytes)`: async SHA-256 in hex. Returns findings on files.
  */
-export async function checkBundle(files, names, report, sha256hex) {
+export async function checkBundle(files, names, report, sha256hex, prefix = null) {
   const findings = [];
   const problem = (file, why) => findings.push({ subject: subject.file(file), why });
   const sums = files.get(SUMS);
@@ -51,13 +58,30 @@ export async function checkBundle(files, names, report, sha256hex) {
     const r = fromBase64(m.root);
     const rootHex = r ? toHex(r) : '';
     const fp = report.identity ? report.identity.fingerprint : null;
-    if (report.origin !== m.origin || BigInt(report.records) !== m.records || report.root !== rootHex || fp !== m.identity_fingerprint) {
+    if (
+      report.origin !== m.origin ||
+      report.recordsBig !== m.records ||
+      report.fromBig !== m.from ||
+      report.root !== rootHex ||
+      fp !== m.identity_fingerprint
+    ) {
       problem(
         MANIFEST,
-        `says log ${m.origin} with ${m.records} records, root ${m.root} and identity ${m.identity_fingerprint}; ` +
-          `the journals hold log ${report.origin ?? '?'} with ${report.records} records, root ${report.root} and identity ${fp ?? '?'}`,
+        `says log ${m.origin} with ${m.records} records from ${m.from}, root ${m.root} and identity ${m.identity_fingerprint}; ` +
+          `the journals hold log ${report.origin ?? '?'} with ${report.recordsBig} records from ${report.fromBig}, root ${report.root} and identity ${fp ?? '?'}`,
       );
     }
+  }
+  // bundle.rs `check_consistency`: the RFC 9162 consistency proof from the
+  // previous checkpoint (F, its root as its text says) to the log's root
+  if (report.fromBig > 0n) {
+    let why = null;
+    const old = prefix ? peekCheckpoint(prefix.checkpoint) : null;
+    if (!prefix) why = 'the manifest does not say the bundle is incremental';
+    else if (!old) why = 'the previous checkpoint does not parse';
+    else if (!verifyConsistency(prefix.from, report.recordsBig, old.root, report.rootBytes, prefix.consistency))
+      why = `does not prove the tree of ${report.recordsBig} records extends the previous checkpoint's of ${prefix.from}`;
+    if (why) problem(CONSISTENCY_PROOF, why);
   }
   if (report.checkpointedSize !== report.records)
     problem(CHECKPOINTS_JOURNAL, `the last valid checkpoint covers ${report.checkpointedSize} of the bundle's ${report.records} records`);
@@ -132,5 +156,63 @@ function parseManifest(bytes) {
     if (v === null) throw new Error(`invalid value: ${typeName(o[k])}, expected u64 (field \`${k}\`)`);
     out[k] = v;
   }
+  // `from` (incremental bundles): #[serde(default)]
+  out.from = 0n;
+  if (o.from !== undefined) {
+    const v = asU64(o.from);
+    if (v === null) throw new Error(`invalid value: ${typeName(o.from)}, expected u64 (field \`from\`)`);
+    out.from = v;
+  }
   return out;
+}
+
+/**
+ * The prefix of an incremental bundle (bundle.rs `PrefixFiles::read`), as
+ * verify.js takes it: null when the manifest says the bundle is full (or
+ * cannot be read: checkBundle then reports it, and the journals are
+ * verified as a full log). Throws an Error with `.file` (the file at
+ * fault) when the manifest says `from` > 0 and a prefix file is missing or
+ * unreadable: `cairn verify` then refuses the bundle, and so does the page.
+ */
+export function readPrefix(files) {
+  const mbytes = files.get(MANIFEST);
+  if (!mbytes) return null;
+  let m;
+  try {
+    m = parseManifest(mbytes);
+  } catch {
+    return null;
+  }
+  if (m.from === 0n) return null;
+  const fail = (file, why) => {
+    const e = new Error(`${file} ${why}`);
+    e.file = file;
+    return e;
+  };
+  const read = (name) => {
+    const b = files.get(name);
+    if (!b) throw fail(name, `${MISSING}: the manifest says the bundle continues an export of ${m.from} records, which needs it`);
+    return b;
+  };
+  const hashes = (name) => {
+    const text = utf8(read(name));
+    if (text === null) throw fail(name, 'is not UTF-8');
+    // Rust's str::lines
+    const lines = text.split('\n');
+    if (lines.length && lines[lines.length - 1] === '') lines.pop();
+    return lines.map((l, i) => {
+      const line = l.endsWith('\r') ? l.slice(0, -1) : l;
+      const h = fromBase64(line);
+      if (h === null || h.length !== 32) throw fail(name, `line ${i + 1} (${quote(line)}) is not a base64 hash`);
+      return h;
+    });
+  };
+  return {
+    from: m.from,
+    genesis: read(GENESIS),
+    checkpoint: read(PREVIOUS_CHECKPOINT),
+    frontier: hashes(FRONTIER),
+    proof: hashes(PREDECESSOR_PROOF),
+    consistency: hashes(CONSISTENCY_PROOF),
+  };
 }

@@ -6,7 +6,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { toHex, toBase64 } from './util.js';
 import { verifyLog, describe, sortFindings, identityMatches } from './verify.js';
-import { checkBundle, SUMS } from './bundle.js';
+import { checkBundle, readPrefix, SUMS } from './bundle.js';
 import { makeRunner } from './pool.js';
 import { RECORDS_JOURNAL } from './formats.js';
 
@@ -162,11 +162,21 @@ async function verifySelection(list) {
       bytes.set(name, new Uint8Array(await file.arrayBuffer()));
       sizes.push([name, file.size]);
     }
+    // An incremental bundle (FORMAT.md §9) carries the prefix its records
+    // continue; one whose prefix cannot be read is refused, as `cairn
+    // verify` refuses it.
+    let prefix = null;
+    try {
+      prefix = readPrefix(bytes);
+    } catch (e) {
+      state = { error: `This incremental bundle cannot be verified: ${e.message}.`, subject: e.file || null };
+      return;
+    }
     const t0 = performance.now();
     const info = {};
     const runner = makeRunner(WORKER_SOURCE, info);
     let lastUpdate = 0;
-    const report = await verifyLog(bytes, { earlier: earlier ? earlier.bytes : null }, runner, (done, total) => {
+    const report = await verifyLog(bytes, { earlier: earlier ? earlier.bytes : null, prefix }, runner, (done, total) => {
       const now = performance.now();
       if (now - lastUpdate < 100 && done < total) return;
       lastUpdate = now;
@@ -174,7 +184,7 @@ async function verifySelection(list) {
       setProgress(`Verified ${done.toLocaleString('en')} of ${total.toLocaleString('en')} records (${Math.round(done / Math.max(secs, 1e-3)).toLocaleString('en')} records/s)…`, total ? done / total : 1);
     });
     setProgress('Checking the bundle files…', null);
-    const fileFindings = await checkBundle(bytes, chosen.names, report, sha256hex);
+    const fileFindings = await checkBundle(bytes, chosen.names, report, sha256hex, prefix);
     const ms = performance.now() - t0;
     if (report.extends && report.extends.why)
       fileFindings.push({ subject: { type: 'log' }, why: `does not extend the earlier checkpoint (${earlier.name}): ${report.extends.why}` });
@@ -231,13 +241,18 @@ function render() {
   }
   const all = sortFindings(findings).concat(fileFindings);
   const ok = all.length === 0;
-  const rate = r.records / (state.ms / 1000);
+  // records checked here: the stored ones (an incremental bundle's predecessor and new records)
+  const rate = r.stored / (state.ms / 1000);
   v.className = ok ? 'ok' : 'fail';
   const rootB64 = toBase64(r.rootBytes);
   if (ok) {
     v.append(
       el('p', { class: 'title' }, '✔ Verified'),
-      el('p', { class: 'first' }, `All ${r.records.toLocaleString('en')} records and ${r.checkpoints.toLocaleString('en')} checkpoints verify: signatures, hash chain, sequence, Merkle roots and bundle files.`),
+      r.from
+        ? el('p', { class: 'first' },
+            `All ${(r.records - r.from).toLocaleString('en')} new records (${r.from.toLocaleString('en')} … ${(r.records - 1).toLocaleString('en')}) and ${r.checkpoints.toLocaleString('en')} checkpoints verify: ` +
+              `signatures, hash chain, sequence, Merkle roots and bundle files; they continue the previous export of ${r.from.toLocaleString('en')} records, whose signed checkpoint verifies.`)
+        : el('p', { class: 'first' }, `All ${r.records.toLocaleString('en')} records and ${r.checkpoints.toLocaleString('en')} checkpoints verify: signatures, hash chain, sequence, Merkle roots and bundle files.`),
     );
   } else {
     const f = all[0];
@@ -264,6 +279,13 @@ function render() {
       el('tr', {}, el('th', {}, 'Identity key'), fpCell),
       el('tr', {}, el('th', {}, 'Log'), el('td', { class: 'mono' }, r.origin === null ? 'unknown' : clip(r.origin))),
       el('tr', {}, el('th', {}, 'Records'), el('td', { id: 'records' }, r.records.toLocaleString('en'))),
+      r.from
+        ? el('tr', {}, el('th', {}, 'Incremental'),
+            el('td', { id: 'incremental' },
+              r.records > r.from
+                ? `this bundle holds records ${r.from.toLocaleString('en')} … ${(r.records - 1).toLocaleString('en')} (${(r.records - r.from).toLocaleString('en')} records), continuing a previous export of ${r.from.toLocaleString('en')} records (0 … ${(r.from - 1).toLocaleString('en')}), whose signed checkpoint (previous-checkpoint) is checked here; keep that export to check those records.`
+                : `this bundle continues a previous export of ${r.from.toLocaleString('en')} records and holds no new records`))
+        : null,
       el('tr', {}, el('th', {}, 'Checkpoints'), el('td', {}, `${r.checkpoints} (the last valid one covers ${coverage})`)),
       r.extends && r.extends.size !== undefined
         ? el('tr', {}, el('th', {}, 'Extends'), el('td', { id: 'extends' }, `the earlier checkpoint ${earlier ? earlier.name : ''}: its ${r.extends.size} records are this log's first ${r.extends.size}`))
@@ -281,6 +303,8 @@ function render() {
   Object.assign(result, {
     verdict: ok ? 'ok' : 'fail',
     records: r.records,
+    from: r.from,
+    stored: r.stored,
     checkpoints: r.checkpoints,
     checkpointedSize: r.checkpointedSize,
     origin: r.origin,

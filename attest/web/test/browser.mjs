@@ -15,6 +15,13 @@
 //     by another log's (alone, and with the checkpoints journal), (f) a
 //     wrong expected fingerprint; and a few more (a stale SHA256SUMS, a
 //     missing file, garbage instead of a journal, an unlisted file);
+//   - an incremental bundle (`cairn export --from-size F`, FORMAT.md §9)
+//     passes, shows that it holds records F … N-1 continuing an export of
+//     F records, and agrees with `cairn verify --json`; tampered ones fail
+//     naming what cairn names: a byte of a new record, a frontier hash, the
+//     predecessor replaced, previous-checkpoint of another size or log, a
+//     new record deleted; one without its frontier is refused, as cairn
+//     refuses it;
 //   - the verification rate on a bundle of RATE_RECORDS (default 5,000)
 //     records is printed (and enforced when MIN_RATE is set).
 // Screenshots of the honest verdict and of a failure go to $ARTIFACTS
@@ -28,6 +35,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { crc32 } from '../src/crc32.js';
+import { makeIncremental } from './incremental.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const web = resolve(here, '..');
@@ -212,6 +220,29 @@ async function main() {
     ok(/web workers/.test(r.mode), `checked in web workers (${r.mode})`);
     await page.screenshot({ path: join(ARTIFACTS, 'honest.png'), fullPage: true });
 
+    // ---- an incremental bundle: records F-1 … N-1 and the prefix
+    const F = cpSizes[0];
+    const incOut = join(tmp, 'export-incremental');
+    mkdirSync(incOut);
+    sh(CAIRN, ['export', '--ledger', join(tmp, 'ledger-small'), '--to', incOut, '--from-size', String(F)]);
+    const incDir = join(incOut, readdirSync(incOut)[0]);
+    const incBase = readBundle(incDir);
+    const incEntries = frames(incBase.get('records.journal'));
+    {
+      console.log(`honest incremental bundle (from ${F}, folder input)`);
+      const incRef = reference(incDir);
+      r = await verifyInPage(page, '#folder', incDir);
+      ok(r.verdict === 'ok', `verdict ok (got ${r.verdict}${r.first ? ': ' + r.first.text + ': ' + r.first.why : ''})`);
+      ok(r.records === total && r.from === F && r.stored === total - F + 1, `records ${r.records} == ${total}, from ${r.from} == ${F}, ${r.stored} stored`);
+      ok(incRef.findings && incRef.findings.length === 0 && r.root === incRef.root && r.records === incRef.records && r.from === incRef.from && r.fingerprint === incRef.identity[1] && r.checkpointedSize === incRef.checkpointed_size,
+        'root, records, from, fingerprint, checkpointed size as cairn verify --json');
+      const shown = await page.textContent('#incremental');
+      ok(shown.includes(`records ${F.toLocaleString('en')} … ${(total - 1).toLocaleString('en')}`) && shown.includes(`previous export of ${F.toLocaleString('en')} records`), `the page says what it covers: ${shown}`);
+      await page.screenshot({ path: join(ARTIFACTS, 'incremental.png'), fullPage: true });
+      const byHand = makeIncremental(base, F);
+      ok(['records.journal', 'frontier', 'predecessor.proof', 'previous-checkpoint', 'genesis'].every((n) => byHand.get(n).equals(incBase.get(n))), 'cairn wrote the files FORMAT.md §9 describes (made by hand from the full bundle)');
+    }
+
     console.log('honest bundle, right expected fingerprint (files input)');
     r = await verifyInPage(page, '#files', filesOf(small), manifest.identity_fingerprint.toUpperCase());
     ok(r.verdict === 'ok' && r.pin === 'match', `verdict ok, pin match (got ${r.verdict}, ${r.pin})`);
@@ -306,6 +337,60 @@ async function main() {
       u.set('notes.txt', Buffer.from('hello\n'));
       cases.push({ name: 'k-unlisted-file', files: u, expect: { type: 'file', file: 'notes.txt' }, why: /not listed in SHA256SUMS/ });
     }
+    {
+      // incremental bundles, tampered
+      const inc = (name, change) => {
+        const f = new Map(incBase);
+        change(f);
+        return resum(f);
+      };
+      const k = 3; // a new record: F-1+3
+      const e = Buffer.from(incEntries[k]);
+      const at = e.toString('latin1').indexOf('Z","kind"') - 1;
+      e[at] = e[at] === 0x39 ? 0x38 : e[at] + 1;
+      cases.push({
+        name: 'inc-a-new-record-byte-changed',
+        files: inc('', (f) => f.set('records.journal', journal(incEntries.map((x, i) => (i === k ? e : x))))),
+        expect: { type: 'record', seq: F - 1 + k },
+        why: /signature does not verify/,
+      });
+      cases.push({
+        name: 'inc-b-frontier-hash-changed',
+        files: inc('', (f) => {
+          const ls = incBase.get('frontier').toString().split('\n');
+          const h = Buffer.from(ls[0], 'base64');
+          h[0] ^= 1;
+          ls[0] = h.toString('base64');
+          f.set('frontier', Buffer.from(ls.join('\n')));
+        }),
+        expect: { type: 'log' },
+        why: /the frontier is not the previous checkpoint's tree/,
+      });
+      cases.push({
+        name: 'inc-c-predecessor-replaced',
+        files: inc('', (f) => f.set('records.journal', journal([entries[F - 2], ...incEntries.slice(1)]))),
+        expect: { type: 'log' },
+        why: new RegExp(`the first stored record is not record ${F - 1} of the previous checkpoint`),
+      });
+      cases.push({
+        name: 'inc-d1-previous-checkpoint-of-another-size',
+        files: inc('', (f) => f.set('previous-checkpoint', incBase.get('checkpoint'))),
+        expect: { type: 'log' },
+        why: /the frontier does not fit the previous checkpoint/,
+      });
+      cases.push({
+        name: 'inc-d2-previous-checkpoint-of-another-log',
+        files: inc('', (f) => f.set('previous-checkpoint', otherFiles.get('checkpoint'))),
+        expect: { type: 'log' },
+        why: /the previous checkpoint does not verify: checkpoint is for log/,
+      });
+      cases.push({
+        name: 'inc-e-new-record-deleted',
+        files: inc('', (f) => f.set('records.journal', journal(incEntries.filter((_, i) => i !== 5)))),
+        expect: { type: 'record', seq: F - 1 + 5 },
+        why: new RegExp(`sequence number ${F + 5} where ${F + 4} was expected`),
+      });
+    }
     let shotFailure = false;
     for (const c of cases) {
       console.log(`tampered: ${c.name}`);
@@ -329,6 +414,18 @@ async function main() {
         await page.screenshot({ path: join(ARTIFACTS, 'failure-record.png'), fullPage: true });
         shotFailure = true;
       }
+    }
+
+    // ---- an incremental bundle without its frontier: refused, as cairn refuses it
+    {
+      console.log('incremental bundle without its frontier');
+      const f = new Map(incBase);
+      f.delete('frontier');
+      const dir = writeCase(tmp, 'inc-f-frontier-missing', f);
+      r = await verifyInPage(page, '#files', filesOf(dir));
+      ok(r.verdict === 'error' && r.first && r.first.subject === 'frontier' && /frontier/.test(r.error), `an error naming frontier (got ${r.verdict}: ${r.error})`);
+      const cli = sh(CAIRN, ['verify', dir, '--json'], { allowFail: true });
+      ok(cli.status !== 0 && /cannot read the incremental bundle/.test(cli.stderr), `cairn verify refuses it too (${cli.stderr.trim().slice(0, 160)})`);
     }
 
     // ---- an earlier checkpoint the bundle must extend (cairn verify --since)
