@@ -21,13 +21,17 @@ fn make_ledger(dir: &Path, origin: &str, n: u64) {
         ..LedgerConfig::default()
     };
     let l = Ledger::open(dir, keys, config).unwrap();
+    append(&l, "export-test", n, |i| serde_json::json!({ "i": i }));
+}
+
+/// Appends `n` `test.event` records by system actor `name`, the `i`-th
+/// with body `body(i)`.
+fn append(l: &Ledger, name: &str, n: u64, body: impl Fn(u64) -> serde_json::Value) {
     for i in 0..n {
         l.append(RecordDraft::new(
             "test.event",
-            Actor::System {
-                name: "export-test".into(),
-            },
-            serde_json::json!({ "i": i }),
+            Actor::System { name: name.into() },
+            body(i),
         ))
         .unwrap();
     }
@@ -152,16 +156,7 @@ fn a_running_ledgers_export_stops_at_its_last_checkpoint() {
         ..LedgerConfig::default()
     };
     let l = Ledger::open(&ledger, keys, config).unwrap();
-    for i in 0..14 {
-        l.append(RecordDraft::new(
-            "test.event",
-            Actor::System {
-                name: "live".into(),
-            },
-            serde_json::json!(i),
-        ))
-        .unwrap();
-    }
+    append(&l, "live", 14, |i| serde_json::json!(i));
     // Still open: 15 records, the last checkpoint at 10.
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
@@ -400,16 +395,7 @@ fn a_later_export_must_extend_the_earlier_one() {
     // More records, a second export: it extends the first.
     let keys = Keyring::load(&ledger.join("keys")).unwrap();
     let l = Ledger::open(&ledger, keys, LedgerConfig::default()).unwrap();
-    for i in 0..7 {
-        l.append(RecordDraft::new(
-            "test.event",
-            Actor::System {
-                name: "later".into(),
-            },
-            serde_json::json!(i),
-        ))
-        .unwrap();
-    }
+    append(&l, "later", 7, |i| serde_json::json!(i));
     drop(l);
     let second = export(&ledger, &out);
     let (code, text) = cairn_verify(&second, &["--since", first.to_str().unwrap()]);
@@ -426,16 +412,7 @@ fn a_later_export_must_extend_the_earlier_one() {
     copy(&ledger.join("keys"), &forged.join("keys"));
     let keys = Keyring::load(&forged.join("keys")).unwrap();
     let l = Ledger::open(&forged, keys, LedgerConfig::default()).unwrap();
-    for i in 0..20 {
-        l.append(RecordDraft::new(
-            "test.event",
-            Actor::System {
-                name: "forger".into(),
-            },
-            serde_json::json!(i * 2),
-        ))
-        .unwrap();
-    }
+    append(&l, "forger", 20, |i| serde_json::json!(i * 2));
     drop(l);
     let forged_bundle = export(&forged, &out);
     let fp = manifest(&first).identity_fingerprint;
@@ -606,16 +583,7 @@ fn an_incremental_bundle_holds_what_was_added_and_verifies_alone() {
         ..LedgerConfig::default()
     };
     let l = Ledger::open(&ledger, keys, config).unwrap();
-    for i in 0..17 {
-        l.append(RecordDraft::new(
-            "test.event",
-            Actor::System {
-                name: "more".into(),
-            },
-            serde_json::json!(i),
-        ))
-        .unwrap();
-    }
+    append(&l, "more", 17, |i| serde_json::json!(i));
     drop(l);
     let v = cairn_tests::cairn_export_with(&ledger, &out, &["--from-size", &f.to_string()]);
     let second = PathBuf::from(v["dir"].as_str().unwrap());
