@@ -8,9 +8,20 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { blake3 } from '@noble/hashes/blake3.js';
 import { crc32 } from './crc32.js';
 import { parseEntry, isBy, prevHash, CTX_RECORD } from './formats.js';
+import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
 import { prepareKey, verifyPrepared, selfTest } from './mldsa65.js';
 
 const ZERO = Uint8Array.of(0);
+
+/**
+ * Every SPOT_CHECK-th signature the fast verifier accepts, and the first
+ * SPOT_CHECK it rejects, are verified again with noble's reference
+ * `ml_dsa65.verify`; a disagreement stops the verification (see
+ * `spotCheck`). This keeps a regression in the fast path from passing or
+ * failing records unnoticed, at a small fraction of the time noble alone
+ * would take (and a bundle of bad signatures cannot make it slow).
+ */
+const SPOT_CHECK = 64;
 
 /**
  * A checker for entries signed by `operational` ({name, keyId, bytes}, or
@@ -20,7 +31,14 @@ export function makeChecker(operational) {
   selfTest();
   const prepared = operational ? prepareKey(operational.bytes) : null;
   const key = operational;
-  const verify = (sig, text) => verifyPrepared(prepared, sig, text, CTX_RECORD);
+  let accepted = 0;
+  let rejected = 0;
+  const verify = (sig, text) => {
+    const fast = verifyPrepared(prepared, sig, text, CTX_RECORD);
+    const n = fast ? accepted++ : rejected++;
+    if (fast ? n % SPOT_CHECK === 0 : n < SPOT_CHECK) spotCheck(fast, sig, text, key.bytes);
+    return fast;
+  };
   return function check(entry, crc) {
     const leaf = sha256.create().update(ZERO).update(entry).digest();
     const intact = crc32(entry) === crc;
@@ -67,4 +85,21 @@ export function makeChecker(operational) {
     out.kind = e.record.kind;
     return out;
   };
+}
+
+/**
+ * Throws unless noble's reference verifier agrees with `fast` on this
+ * signature: a wrong verdict must stop the verification, never stand.
+ */
+export function spotCheck(fast, sig, text, publicKey) {
+  let ref;
+  try {
+    ref = ml_dsa65.verify(sig, text, publicKey, { context: CTX_RECORD });
+  } catch {
+    ref = false;
+  }
+  if (ref !== fast)
+    throw new Error(
+      `ML-DSA-65: the fast verifier says ${fast} where noble says ${ref}; verification stopped (use \`cairn verify\`)`,
+    );
 }

@@ -36,6 +36,8 @@ import { Frontier, verifyInclusion, verifyConsistency } from '../src/merkle.js';
 import * as inc from './incremental.mjs';
 import { makeRunner } from '../src/pool.js';
 import { crc32 } from '../src/crc32.js';
+import { spotCheck } from '../src/entrycheck.js';
+import { CTX_RECORD } from '../src/formats.js';
 
 const CAIRN = process.env.CAIRN || '/work/main/target/debug/cairn';
 const FUZZ = Number(process.env.FUZZ || 150);
@@ -101,6 +103,27 @@ console.log('ML-DSA-65: fast verifier against noble');
 }
 
 // -------------------------------------------------------------- 2. decoders
+console.log('ML-DSA-65: the spot check stops on any disagreement with noble');
+{
+  const { publicKey, secretKey } = ml_dsa65.keygen(new Uint8Array(32).fill(9));
+  const msg = new TextEncoder().encode('{"v":1,"spot":"check"}\n');
+  const sig = ml_dsa65.sign(msg, secretKey, { context: CTX_RECORD, extraEntropy: false });
+  const bad = sig.slice();
+  bad[100] ^= 1;
+  const throws = (f) => {
+    try {
+      f();
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  ok(!throws(() => spotCheck(true, sig, msg, publicKey)), 'agreeing on a good signature passes');
+  ok(!throws(() => spotCheck(false, bad, msg, publicKey)), 'agreeing on a bad signature passes');
+  ok(throws(() => spotCheck(false, sig, msg, publicKey)), 'a good signature the fast path rejects stops verification');
+  ok(throws(() => spotCheck(true, bad, msg, publicKey)), 'a bad signature the fast path accepts stops verification');
+}
+
 console.log('strict decoders');
 {
   ok(fromBase64('') !== null && fromBase64('').length === 0, 'base64 empty');
