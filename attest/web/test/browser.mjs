@@ -29,13 +29,11 @@
 
 import { chromium } from 'playwright-core';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { crc32 } from '../src/crc32.js';
-import { makeIncremental } from './incremental.mjs';
+import { frames, journal, resum, makeIncremental } from './helpers.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const web = resolve(here, '..');
@@ -89,38 +87,9 @@ function readBundle(dir) {
   return files;
 }
 
-const MAGIC = Buffer.from('CAIRNJ1\n');
 
-function frames(journal) {
-  if (!journal.subarray(0, 8).equals(MAGIC)) throw new Error('test: not a journal');
-  const out = [];
-  for (let p = 8; p < journal.length; ) {
-    const len = journal.readUInt32LE(p);
-    out.push(Buffer.from(journal.subarray(p + 8, p + 8 + len)));
-    p += 8 + len;
-  }
-  return out;
-}
 
-function journal(entries) {
-  const parts = [MAGIC];
-  for (const e of entries) {
-    const h = Buffer.alloc(8);
-    h.writeUInt32LE(e.length, 0);
-    h.writeUInt32LE(crc32(e), 4);
-    parts.push(h, e);
-  }
-  return Buffer.concat(parts);
-}
 
-/** Recomputes SHA256SUMS over the files it lists (as a forger would). */
-function resum(files) {
-  const listed = files.get('SHA256SUMS').toString('utf8').split('\n').filter(Boolean).map((l) => l.slice(l.indexOf('  ') + 2));
-  let s = '';
-  for (const n of listed) if (files.has(n)) s += `${createHash('sha256').update(files.get(n)).digest('hex')}  ${n}\n`;
-  files.set('SHA256SUMS', Buffer.from(s));
-  return files;
-}
 
 function writeCase(tmp, name, files) {
   const dir = join(tmp, 'cases', name);

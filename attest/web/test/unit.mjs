@@ -12,7 +12,7 @@
 //   4. incremental bundles (FORMAT.md §9): compact ranges and inclusion
 //      proofs against a reference tree written from RFC 9162; an
 //      incremental bundle of `cairn export --from-size F` is the one
-//      test/incremental.mjs makes by hand from the full bundle, verifies,
+//      test/helpers.mjs makes by hand from the full bundle, verifies,
 //      and agrees with `cairn verify --json`; tampered ones fail naming
 //      the same subjects; and the differential fuzz on it, with its
 //      prefix files (genesis, previous-checkpoint, frontier,
@@ -33,7 +33,8 @@ import { parseNote, parseVkey, parseCheckpointText, parseRecord } from '../src/f
 import { verifyLog, describe } from '../src/verify.js';
 import { checkBundle, readPrefix } from '../src/bundle.js';
 import { Frontier, verifyInclusion, verifyConsistency } from '../src/merkle.js';
-import * as inc from './incremental.mjs';
+import * as inc from './helpers.mjs';
+import { frames, journal, resum } from './helpers.mjs';
 import { makeRunner } from '../src/pool.js';
 import { crc32 } from '../src/crc32.js';
 import { spotCheck } from '../src/entrycheck.js';
@@ -259,34 +260,6 @@ function sh(cmd, args, allowFail = false) {
   return r;
 }
 
-const MAGIC = Buffer.from('CAIRNJ1\n');
-function frames(j) {
-  const out = [];
-  for (let p = 8; p + 8 <= j.length; ) {
-    const len = j.readUInt32LE(p);
-    if (p + 8 + len > j.length) break;
-    out.push(Buffer.from(j.subarray(p + 8, p + 8 + len)));
-    p += 8 + len;
-  }
-  return out;
-}
-function journal(entries) {
-  const parts = [MAGIC];
-  for (const e of entries) {
-    const h = Buffer.alloc(8);
-    h.writeUInt32LE(e.length, 0);
-    h.writeUInt32LE(crc32(e), 4);
-    parts.push(h, e);
-  }
-  return Buffer.concat(parts);
-}
-function resum(files) {
-  const listed = files.get('SHA256SUMS').toString('utf8').split('\n').filter(Boolean).map((l) => l.slice(l.indexOf('  ') + 2));
-  let s = '';
-  for (const n of listed) if (files.has(n)) s += `${createHash('sha256').update(files.get(n)).digest('hex')}  ${n}\n`;
-  files.set('SHA256SUMS', Buffer.from(s));
-  return files;
-}
 
 const subjKey = (s) => JSON.stringify(Object.keys(s).sort().map((k) => [k, s[k]]));
 

@@ -1,5 +1,5 @@
-// Helpers shared by the node and browser tests for incremental bundles
-// (FORMAT.md §9): journal frames, SHA256SUMS, a reference RFC 6962/9162
+// Helpers shared by the node and browser tests (FORMAT.md §6, §9): journal
+// frames, SHA256SUMS as a forger recomputes it, a reference RFC 6962/9162
 // Merkle tree (MTH and PATH written from the RFC, independent of
 // src/merkle.js), and an incremental bundle made by hand from a full
 // bundle's files, to compare with what `cairn export --from-size` writes.
