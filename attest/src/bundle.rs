@@ -404,16 +404,12 @@ fn checkpoint_size(note: &[u8]) -> Option<u64> {
 /// record, FORMAT.md §3) that an incremental bundle can continue: below
 /// the log's last checkpoint, with a checkpoint of its own.
 pub fn previous_export(log: &LogBytes<'_>) -> Option<u64> {
-    let last = log
-        .checkpoints
-        .iter()
-        .rev()
-        .find_map(|c| checkpoint_size(c.bytes))?;
     let sizes: Vec<u64> = log
         .checkpoints
         .iter()
         .filter_map(|c| checkpoint_size(c.bytes))
         .collect();
+    let last = *sizes.last()?;
     log.entries.iter().rev().find_map(|e| {
         let r = Entry::parse(e.bytes).ok()?.record;
         if r.kind != "ledger.export" {

@@ -15,6 +15,7 @@ use base64::Engine as _;
 use cairn_attest::RecordDraft;
 use serde::Deserialize;
 
+use super::audit::on_ledger;
 use super::error::ApiError;
 use super::identity::may_administer;
 use super::openai::parse;
@@ -136,11 +137,9 @@ pub(super) async fn record_export(
             "not an export: bundle must be a cairn-export-… name and sums_sha256 64 hex digits",
         ));
     }
-    let ledger = s.gate.ledger().clone();
     let size = e.records;
-    let root = tokio::task::spawn_blocking(move || ledger.root(size))
-        .await
-        .map_err(|_| ApiError::internal("the ledger read stopped unexpectedly"))?
+    let root = on_ledger(&s, move |l| Ok(l.root(size)))
+        .await?
         .map_err(|err| ApiError::bad_request(format!("no root at size {size}: {err}")))?;
     let fingerprint = s.gate.ledger().keys().identity.fingerprint();
     if B64.encode(root) != e.root || fingerprint != e.identity_fingerprint {
@@ -213,11 +212,9 @@ pub(super) async fn record_anchor(
             })
     };
     let receipt = decode("receipt", &a.receipt)?;
-    let ledger = s.gate.ledger().clone();
     let size = a.checkpoint_size;
-    let checkpoint = tokio::task::spawn_blocking(move || ledger.checkpoint_at(size))
-        .await
-        .map_err(|_| ApiError::internal("the ledger read stopped unexpectedly"))??
+    let checkpoint = on_ledger(&s, move |l| l.checkpoint_at(size))
+        .await?
         .ok_or_else(|| {
             ApiError::bad_request(format!("this log has no checkpoint of size {size}"))
         })?;

@@ -18,7 +18,7 @@ use super::AppState;
 const MAX_LIMIT: u64 = 1000;
 
 /// Runs a ledger read on a blocking thread (reads touch the disk).
-async fn on_ledger<T: Send + 'static>(
+pub(super) async fn on_ledger<T: Send + 'static>(
     s: &AppState,
     read: impl FnOnce(&Ledger) -> cairn_attest::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -29,24 +29,14 @@ pub(crate) trait MicroKernel: Copy + Send + Sync {
     /// Dot products of `R` packed rows (row `r` is the `blocks` format-`F`
     /// blocks at `weights[r · row_bytes..]`) with one token's `blocks`
     /// activation blocks: the single-token product, which reads each
-    /// weight once and so gains nothing from unpacking first. By default,
-    /// unpacks and runs a one-token tile.
+    /// weight once and so gains nothing from unpacking first.
     fn rows<F: BlockFormat, const R: usize>(
         &self,
         weights: &[u8],
         row_bytes: usize,
         acts: &[ActBlock],
         blocks: usize,
-    ) -> [f32; R] {
-        let mut unpacked = vec![WeightBlock::default(); R * blocks];
-        for (r, out) in unpacked.chunks_exact_mut(blocks).enumerate() {
-            self.unpack::<F>(
-                &weights[r * row_bytes..r * row_bytes + blocks * F::BYTES],
-                out,
-            );
-        }
-        self.tile::<F, R, 1>(&unpacked, acts, blocks).map(|[v]| v)
-    }
+    ) -> [f32; R];
 }
 
 /// Which micro-kernel runs.

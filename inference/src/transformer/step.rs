@@ -32,11 +32,11 @@ impl Transformer {
         let (cos, sin) = self.rope_angles(pos);
         let eps = self.hp.rms_eps as f32;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let h = rms_norm(&x, &vector(&layer.attn_norm)?, eps);
+            let h = rms_norm(&x, &layer.attn_norm, eps)?;
             let a = self.step_attention(layer, &h, &cos, &sin, kv)?;
             let [o] = group(QLinear::forward_group_vec(&[&layer.out], &a)?)?;
             add(&mut x, &o);
-            let h = rms_norm(&x, &vector(&layer.ffn_norm)?, eps);
+            let h = rms_norm(&x, &layer.ffn_norm, eps)?;
             let [mut gate, up] = group(QLinear::forward_group_vec(&[&layer.gate, &layer.up], &h)?)?;
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
@@ -44,7 +44,7 @@ impl Transformer {
             let [m] = group(QLinear::forward_group_vec(&[&layer.down], &gate)?)?;
             add(&mut x, &m);
         }
-        let last = rms_norm(&x, &vector(&self.norm)?, eps);
+        let last = rms_norm(&x, &self.norm, eps)?;
         let [logits] = group(QLinear::forward_group_vec(&[&self.output], &last)?)?;
         Ok(logits)
     }
@@ -148,16 +148,20 @@ impl<'a> Heads<'a> {
     }
 }
 
-/// A norm's weights as a vector.
-fn vector(t: &Tensor) -> CResult<Vec<f32>> {
-    t.to_vec1::<f32>()
-}
-
-/// `x / rms(x) · alpha`, as candle's `rms_norm`.
-fn rms_norm(x: &[f32], alpha: &[f32], eps: f32) -> Vec<f32> {
+/// `x / rms(x) · alpha`, as candle's `rms_norm`; `alpha` (a norm's
+/// weights, F32 on the CPU) is read in place, not copied per token.
+fn rms_norm(x: &[f32], alpha: &Tensor, eps: f32) -> CResult<Vec<f32>> {
+    let (storage, layout) = alpha.storage_and_layout();
+    let alpha = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => &data[start..end],
+        _ => candle_core::bail!("the one-token step needs contiguous F32 norm weights on the CPU"),
+    };
+    if alpha.len() != x.len() {
+        candle_core::bail!("norm of {} weights for {} values", alpha.len(), x.len());
+    }
     let sum2: f32 = x.iter().map(|v| v * v).sum();
     let m = (sum2 / x.len() as f32 + eps).sqrt();
-    x.iter().zip(alpha).map(|(v, a)| v / m * a).collect()
+    Ok(x.iter().zip(alpha).map(|(v, a)| v / m * a).collect())
 }
 
 /// `x += y`.
