@@ -138,6 +138,18 @@ fn keys_init_refuses_to_overwrite_and_show_refuses_loose_modes() {
     let again = cairn(&["keys", "init", "--dir", d]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    // --if-missing (the packaged unit's ExecStartPre) leaves existing keys
+    // alone (the origin shown below is still the first one) and creates
+    // missing ones.
+    assert!(cairn(&["keys", "init", "--dir", d, "--if-missing"])
+        .status
+        .success());
+    let fresh = dir.path().join("fresh");
+    let fresh = fresh.to_str().unwrap();
+    assert!(cairn(&["keys", "init", "--dir", fresh, "--if-missing"])
+        .status
+        .success());
+    assert!(dir.path().join("fresh/keys/identity.key").exists());
     let shown = cairn(&["keys", "show", "--dir", d]);
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(

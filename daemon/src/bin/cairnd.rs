@@ -4,29 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use cairn_daemon::cairnd_cli::Args;
 use cairn_daemon::config::Config;
 use cairn_daemon::server::{run, RunOptions};
 use clap::Parser;
-
-/// cairnd: every action signed, chained and durable before it runs.
-#[derive(Parser)]
-#[command(name = "cairnd", version, about)]
-struct Args {
-    /// Configuration file (TOML). Default: the built-in defaults.
-    #[arg(long, conflicts_with = "demo")]
-    config: Option<PathBuf>,
-    /// Demo mode: no configuration, no root, keys created on first start.
-    #[arg(long)]
-    demo: bool,
-    /// The state directory (ledger, keys, socket). Default with --demo:
-    /// ~/.local/share/cairn/demo.
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// Check the configuration and exit (0: valid; 2: the problem is
-    /// printed), without starting.
-    #[arg(long)]
-    check_config: bool,
-}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

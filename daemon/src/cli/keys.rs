@@ -19,6 +19,10 @@ pub(super) enum KeysCommand {
         /// HOSTNAME.local/cairn/RANDOM.
         #[arg(long)]
         origin: Option<String>,
+        /// Do nothing (and succeed) when DIR already has an identity key;
+        /// the packaged unit runs this before every start of cairnd.
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Show the public keys and fingerprints of a ledger directory.
     Show {
@@ -33,7 +37,14 @@ pub(super) enum KeysCommand {
 
 pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        KeysCommand::Init { dir, origin } => {
+        KeysCommand::Init {
+            dir,
+            origin,
+            if_missing,
+        } => {
+            if if_missing && keys_dir(&dir).join("identity.key").exists() {
+                return Ok(ExitCode::SUCCESS);
+            }
             let origin = origin.unwrap_or_else(default_origin);
             let ring = Keyring::create(&keys_dir(&dir), &origin)
                 .with_context(|| format!("cannot create keys in {}", keys_dir(&dir).display()))?;
@@ -96,9 +107,11 @@ fn print_keys(set: &KeySet, json: bool) -> anyhow::Result<()> {
 }
 
 /// `HOSTNAME.local/cairn/RANDOM`, with the host name reduced to safe characters.
+/// (/etc/hostname when /proc/sys is hidden, as in the packaged unit.)
 pub(crate) fn default_origin() -> String {
-    let host =
-        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "appliance".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_else(|_| "appliance".into());
     let host: String = host
         .trim()
         .chars()

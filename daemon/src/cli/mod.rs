@@ -15,16 +15,16 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Exit status when verification finds a problem.
 pub const EXIT_INVALID: u8 = 1;
 /// Exit status for usage errors and unreadable input.
 pub const EXIT_ERROR: u8 = 2;
 
-/// cairn: verifiable, on-prem AI. Operator and auditor tool.
+/// The operator's and auditor's tool for cairn, verifiable on-prem AI
 #[derive(Parser)]
-#[command(name = "cairn", version, about, propagate_version = true)]
+#[command(name = "cairn", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -166,6 +166,11 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+}
+
+/// The command-line definition, for the man pages (`examples/man-pages.rs`).
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// Runs the CLI and maps outcomes to exit codes.

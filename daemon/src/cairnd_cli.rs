@@ -1,0 +1,27 @@
+//! `cairnd`'s command line. It lives in the library so that the man pages
+//! (`examples/man-pages.rs`) are made from the same definition as the binary.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The audited inference daemon: every action signed, chained and durable
+/// before it runs
+#[derive(Parser)]
+#[command(name = "cairnd", version)]
+pub struct Args {
+    /// Configuration file (TOML). Default: the built-in defaults.
+    #[arg(long, conflicts_with = "demo")]
+    pub config: Option<PathBuf>,
+    /// Demo mode: no configuration, no root, keys created on first start.
+    #[arg(long)]
+    pub demo: bool,
+    /// The state directory (ledger, keys, socket). Default with --demo:
+    /// ~/.local/share/cairn/demo.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Check the configuration and exit (0: valid; 2: the problem is
+    /// printed), without starting.
+    #[arg(long)]
+    pub check_config: bool,
+}
