@@ -96,10 +96,15 @@ pub struct Exported {
     pub sums_sha256: String,
 }
 
-/// The log of `log` cut at its last checkpoint: that checkpoint's entries
-/// and every checkpoint up to it. Damage past the cut (a write in progress
-/// in a running daemon's journals) is left out; damage before it is kept.
-fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Checkpoint)> {
+/// The log of `log` cut at a checkpoint — the one of `size` records, or
+/// the last one: that checkpoint's entries and every checkpoint up to it
+/// (an incremental bundle keeps its prefix). Damage past the cut (a write
+/// in progress in a running daemon's journals) is left out; damage before
+/// it is kept. The checkpoint is parsed, not verified: verify the cut.
+pub fn cut_at_checkpoint<'a>(
+    log: &LogBytes<'a>,
+    size: Option<u64>,
+) -> Result<(LogBytes<'a>, Checkpoint)> {
     let (k, cp) = log
         .checkpoints
         .iter()
@@ -107,25 +112,37 @@ fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Check
         .rev()
         .find_map(|(k, c)| {
             let note = crate::note::Note::parse(c.bytes).ok()?;
-            Some((k, Checkpoint::parse_text(note.text).ok()?))
+            let cp = Checkpoint::parse_text(note.text).ok()?;
+            size.is_none_or(|s| s == cp.size).then_some((k, cp))
         })
         .ok_or_else(|| {
-            Error::Invalid("the ledger has no checkpoint yet: nothing to export".into())
+            Error::Invalid(match size {
+                None => "the log has no checkpoint yet".into(),
+                Some(s) => format!("the log has no checkpoint of size {s}"),
+            })
         })?;
-    let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
-    if size > log.entries.len() {
+    // The sequence number of the first stored entry (an incremental
+    // bundle's predecessor).
+    let base = log
+        .prefix
+        .as_ref()
+        .and_then(|p| checkpoint_size(p.checkpoint))
+        .map_or(0, |f| f.saturating_sub(1));
+    let held = base + log.entries.len() as u64;
+    if cp.size > held || cp.size <= base {
         return Err(Error::Invalid(format!(
-            "the last checkpoint covers {} records but the records journal holds {}",
+            "the checkpoint covers {} records but the records journal holds records {base} to {}",
             cp.size,
-            log.entries.len()
+            held.saturating_sub(1)
         )));
     }
+    let n = usize::try_from(cp.size - base).unwrap_or(usize::MAX);
     let end_of = |items: &[crate::verify::Stored<'_>], n: usize| {
         items[..n]
             .last()
             .map_or(0, |s| s.offset + (FRAME_HEADER + s.bytes.len()) as u64)
     };
-    let records_end = end_of(&log.entries, size);
+    let records_end = end_of(&log.entries, n);
     let checkpoints_end = end_of(&log.checkpoints, k + 1);
     let damage = log
         .damage
@@ -141,10 +158,10 @@ fn cut_at_last_checkpoint<'a>(log: &LogBytes<'a>) -> Result<(LogBytes<'a>, Check
         .collect();
     Ok((
         LogBytes {
-            entries: log.entries[..size].to_vec(),
+            entries: log.entries[..n].to_vec(),
             checkpoints: log.checkpoints[..=k].to_vec(),
             damage,
-            prefix: None,
+            prefix: log.prefix.clone(),
         },
         cp,
     ))
@@ -178,7 +195,8 @@ pub fn export(
             parent.display()
         )));
     }
-    let (cut, cp) = cut_at_last_checkpoint(log)?;
+    let (cut, cp) = cut_at_checkpoint(log, None)
+        .map_err(|e| Error::Invalid(format!("{e}: nothing to export")))?;
     let prefix = match opts.from {
         Some(f) => Some(PrefixFiles::of(&cut, f)?),
         None => None,

@@ -50,6 +50,20 @@ impl Response {
     }
 }
 
+/// Asks the daemon at `socket` to checkpoint now, so that whoever reads its
+/// journals next finds every record so far covered by a signed root.
+/// `Ok(false)` when no daemon answers there, unless `required`.
+pub fn checkpoint_now(socket: &Path, required: bool) -> anyhow::Result<bool> {
+    match request(socket, "POST", "/v1/audit/checkpoint", None) {
+        Ok(r) => {
+            r.ok().context("the daemon could not checkpoint")?;
+            Ok(true)
+        }
+        Err(e) if required => Err(e),
+        Err(_) => Ok(false),
+    }
+}
+
 /// One request to the daemon at `socket`.
 pub fn request(
     socket: &Path,

@@ -36,6 +36,12 @@
 //! every_secs = 86400
 //! keep = 7                              # bundles kept in dir, newest first
 //! # verifier = "/usr/share/cairn/verify.html"  # copied into each bundle
+//!
+//! [siem]                                # records forwarded once durable (optional)
+//! syslog = "tcp://127.0.0.1:6514"       # RFC 5424 + CEF; tcp:// (at least once) or udp://
+//! jsonl = "/var/log/cairn/records.jsonl" # one JSON line per record, each once
+//! facility = "local0"                   # syslog facility
+//! # hostname = "ward3-appliance"        # syslog HOSTNAME (default: this machine's)
 //! ```
 
 use std::net::SocketAddr;
@@ -83,6 +89,52 @@ pub struct Config {
     /// Scheduled exports.
     #[serde(default)]
     pub export: ExportSection,
+    /// Records forwarded to a SIEM. Left out of the configuration's digest
+    /// when off, so configurations written before it keep theirs.
+    #[serde(default, skip_serializing_if = "SiemSection::is_off")]
+    pub siem: SiemSection,
+}
+
+/// Records forwarded to a SIEM once durable: RFC 5424 syslog with a CEF
+/// payload, and/or JSON lines appended to a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiemSection {
+    /// `tcp://HOST:PORT` (RFC 6587 octet counting; at least once) or
+    /// `udp://HOST:PORT` (one datagram per record; best effort).
+    #[serde(default)]
+    pub syslog: Option<String>,
+    /// An absolute file to append one JSON line per record to.
+    #[serde(default)]
+    pub jsonl: Option<PathBuf>,
+    /// The syslog facility, by name (`kern` … `local7`).
+    #[serde(default = "default_facility")]
+    pub facility: String,
+    /// The syslog HOSTNAME (default: this machine's name).
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+impl Default for SiemSection {
+    fn default() -> Self {
+        SiemSection {
+            syslog: None,
+            jsonl: None,
+            facility: default_facility(),
+            hostname: None,
+        }
+    }
+}
+
+impl SiemSection {
+    /// Whether nothing is forwarded (the default).
+    pub fn is_off(&self) -> bool {
+        *self == SiemSection::default()
+    }
+}
+
+fn default_facility() -> String {
+    "local0".into()
 }
 
 /// Export bundles written on the daemon's own schedule.
@@ -304,6 +356,7 @@ impl Config {
             bail!("limits.max_queue must be at least 1");
         }
         self.payload_policy()?;
+        crate::server::siem::validate(&self.siem)?;
         let mut names = std::collections::BTreeSet::new();
         for m in &self.models {
             if m.name.is_empty()
@@ -404,11 +457,21 @@ mod tests {
                 "state_dir='/x'\n[export]\ndir='/e'\nevery_secs=0",
                 "export.every_secs",
             ),
+            ("state_dir='/x'\n[siem]\nsyslog='http://h:1'", "siem.syslog"),
+            ("state_dir='/x'\n[siem]\nsyslog='tcp://h'", "siem.syslog"),
+            ("state_dir='/x'\n[siem]\njsonl='rel.jsonl'", "siem.jsonl"),
+            ("state_dir='/x'\n[siem]\nfacility='mail2'", "siem.facility"),
+            ("state_dir='/x'\n[siem]\nhostname='a b'", "siem.hostname"),
         ] {
             let c: Config = toml::from_str(toml).unwrap();
             let e = format!("{:#}", c.validate().unwrap_err());
             assert!(e.contains(needle), "{toml}: {e}");
         }
         assert!(toml::from_str::<Config>("state_dir='/x'\nunknown=1").is_err());
+        // Configurations without [siem] keep the digest they had before it.
+        let mut with = c.clone();
+        assert_eq!(with.digest(), c.digest());
+        with.siem.jsonl = Some("/var/log/cairn.jsonl".into());
+        assert_ne!(with.digest(), c.digest());
     }
 }

@@ -7,5 +7,6 @@ pub mod cairnd_cli;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod evidence;
 pub mod server;
 pub mod verifier_page;

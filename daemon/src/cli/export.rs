@@ -9,7 +9,7 @@ use anyhow::Context;
 use cairn_attest::bundle;
 use cairn_attest::ledger_files::LedgerFiles;
 
-use crate::client::request;
+use crate::client::{checkpoint_now, request};
 
 /// Writes a bundle of the ledger in `ledger` into a new directory in `to`.
 /// With a daemon at `socket` (default: the ledger's `cairnd.sock`, when a
@@ -38,14 +38,9 @@ pub(super) fn run(
     let page = crate::verifier_page::load(verifier)?;
     let explicit = socket.is_some();
     let socket = socket.unwrap_or_else(|| ledger.join("cairnd.sock"));
-    let daemon = match request(&socket, "POST", "/v1/audit/checkpoint", None) {
-        Ok(r) => {
-            r.ok().context("the daemon could not checkpoint")?;
-            Some(socket.clone())
-        }
-        Err(e) if explicit => return Err(e.context("no daemon to record the export")),
-        Err(_) => None,
-    };
+    let daemon = checkpoint_now(&socket, explicit)
+        .context("the daemon that must record the export")?
+        .then(|| socket.clone());
     let files =
         LedgerFiles::open(ledger).with_context(|| format!("cannot read {}", ledger.display()))?;
     let now = SystemTime::now()

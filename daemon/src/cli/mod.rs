@@ -5,11 +5,16 @@ mod bench;
 mod bench_gate;
 mod bench_inference;
 mod daemon_cmds;
+mod evidence;
 mod export;
+mod inventory;
 mod keys;
+mod log_at;
 mod models;
+mod output;
 pub(crate) use keys::default_origin;
 mod proof;
+mod review;
 mod verify;
 
 use std::path::PathBuf;
@@ -106,6 +111,21 @@ enum Command {
     Anchor {
         #[command(subcommand)]
         command: anchor::AnchorCommand,
+    },
+    /// An evidence report for auditors over a period (HTML with charts, or
+    /// JSON), computed from the verified log at one signed checkpoint and
+    /// mapped to SOC 2, the EU AI Act, ISO/IEC 42001 and the NIST AI RMF.
+    ///
+    /// Exit status: 0 when the log verified, 1 when it did not (the report
+    /// says so first), 2 when no report could be made.
+    Evidence(evidence::Args),
+    /// The models on the appliance, from its verified log, as a CycloneDX
+    /// 1.6 ML-BOM.
+    Inventory(inventory::Args),
+    /// Reviews: sign off the model and configuration state.
+    Review {
+        #[command(subcommand)]
+        command: review::ReviewCommand,
     },
     /// Models: list, add (load or swap) and remove a running daemon's
     /// models; generate test models.
@@ -210,6 +230,9 @@ pub fn main() -> ExitCode {
             };
             export::run(&ledger, &to, socket, verifier.as_deref(), extent, json)
         }
+        Command::Evidence(args) => evidence::run(args),
+        Command::Inventory(args) => inventory::run(args),
+        Command::Review { command } => review::run(command),
         Command::Keys { command } => keys::run(command),
         Command::Anchor { command } => anchor::run(command),
         Command::Models { command } => models::run(command),

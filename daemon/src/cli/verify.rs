@@ -6,9 +6,66 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cairn_attest::bundle;
 use cairn_attest::ledger_files::LedgerFiles;
-use cairn_attest::verify::{verify_extends, verify_log, Finding, Options, Report, Subject};
+use cairn_attest::verify::{
+    verify_extends, verify_log, Finding, LogBytes, Options, Report, Subject,
+};
 
 use super::EXIT_INVALID;
+
+/// A ledger directory or an export bundle, opened for verification: its
+/// journals (memory-mapped) and, for an incremental bundle, its prefix.
+pub(super) struct Opened {
+    path: std::path::PathBuf,
+    files: LedgerFiles,
+    prefix: Option<bundle::PrefixFiles>,
+}
+
+impl Opened {
+    /// Opens the ledger or bundle at `path`.
+    pub(super) fn open(path: &Path) -> anyhow::Result<Self> {
+        let files =
+            LedgerFiles::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let prefix = if bundle::is_bundle(path) {
+            bundle::PrefixFiles::read(path)
+                .with_context(|| format!("cannot read the incremental bundle {}", path.display()))?
+        } else {
+            None
+        };
+        Ok(Opened {
+            path: path.to_path_buf(),
+            files,
+            prefix,
+        })
+    }
+
+    /// Whether it is an export bundle.
+    pub(super) fn is_bundle(&self) -> bool {
+        bundle::is_bundle(&self.path)
+    }
+
+    /// The log as bytes.
+    pub(super) fn log(&self) -> LogBytes<'_> {
+        let mut log = self.files.log_bytes();
+        log.prefix = self.prefix.as_ref().map(bundle::PrefixFiles::prefix);
+        log
+    }
+
+    /// Verifies `log` (this source's log, or a cut of it) as `cairn verify`
+    /// does: the log, and a bundle's own checks.
+    pub(super) fn verify(&self, log: &LogBytes<'_>, key: Option<String>) -> Report {
+        let mut report = verify_log(
+            log,
+            &Options {
+                expected_identity: key,
+            },
+        );
+        if self.is_bundle() {
+            let findings = bundle::check(&self.path, &report);
+            report.findings.extend(findings);
+        }
+        report
+    }
+}
 
 /// Verifies the ledger or bundle at `path`; with `since` (an earlier
 /// bundle, or a checkpoint file), also that the log extends that
@@ -20,26 +77,9 @@ pub(super) fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let files =
-        LedgerFiles::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut log = files.log_bytes();
-    let prefix = if bundle::is_bundle(path) {
-        bundle::PrefixFiles::read(path)
-            .with_context(|| format!("cannot read the incremental bundle {}", path.display()))?
-    } else {
-        None
-    };
-    log.prefix = prefix.as_ref().map(bundle::PrefixFiles::prefix);
-    let mut report = verify_log(
-        &log,
-        &Options {
-            expected_identity: key.clone(),
-        },
-    );
-    if bundle::is_bundle(path) {
-        let findings = bundle::check(path, &report);
-        report.findings.extend(findings);
-    }
+    let opened = Opened::open(path)?;
+    let log = opened.log();
+    let mut report = opened.verify(&log, key.clone());
     let mut extends = None;
     if let Some(since) = since {
         let file = if since.is_dir() {

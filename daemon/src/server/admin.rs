@@ -31,7 +31,7 @@ struct AddModel {
 
 /// Refuses (with an `access.denied` record) callers who may not administer
 /// (`action`: what they tried, for the message).
-async fn require_admin(
+pub(super) async fn require_admin(
     s: &AppState,
     caller: &Caller,
     what: &str,

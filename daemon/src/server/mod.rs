@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod models;
 mod openai;
 pub mod records;
+mod review;
+pub mod siem;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -69,6 +71,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/v1/admin/anchors",
             axum::routing::post(admin::record_anchor),
+        )
+        .route(
+            "/v1/admin/reviews",
+            axum::routing::post(review::record_review),
         )
         .route(
             "/v1/admin/models/{name}",
@@ -280,6 +286,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx.clone(),
     );
 
+    let siem = siem::Forwarder::start(&ledger, &config.siem, &config.state_dir)
+        .context("cannot start forwarding to the SIEM")?;
+
     shutdown_signal().await?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
@@ -295,6 +304,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             serde_json::json!({"reason": "signal"}),
         ))
         .await;
+    // The forwarders send what is left, the stop included, and let go of
+    // the ledger.
+    tokio::task::spawn_blocking(move || siem.finish()).await?;
     let _ = std::fs::remove_file(config.socket_path());
     drop(gate);
     // The last reference closes the ledger, which checkpoints every record.

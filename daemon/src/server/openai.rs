@@ -132,6 +132,24 @@ struct Job {
     payload: Vec<u8>,
     stream: bool,
     params: GenerateParams,
+    /// The digest of a chat's system messages, if it has any.
+    system_prompt: Option<String>,
+}
+
+/// The digest of a chat's system messages — `blake3:` and the hex BLAKE3
+/// of the JSON array of their contents — so that the log shows when the
+/// system prompt changes (a re-assessment trigger) without holding it.
+fn system_prompt_digest(messages: &[Message]) -> Option<String> {
+    let system: Vec<&str> = messages
+        .iter()
+        .filter(|m| m.role == "system")
+        .map(|m| m.content.as_str())
+        .collect();
+    if system.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_vec(&system).ok()?;
+    Some(format!("blake3:{}", blake3::hash(&json).to_hex()))
 }
 
 /// `POST /v1/chat/completions`.
@@ -177,6 +195,7 @@ pub(super) async fn chat(
         payload,
         stream: req.stream,
         params: params(req.max_completion_tokens.or(req.max_tokens), req.sampling)?,
+        system_prompt: system_prompt_digest(&req.messages),
     };
     run(s, caller, job, true).await
 }
@@ -203,6 +222,7 @@ pub(super) async fn completions(
         payload_name: "prompt",
         stream: req.stream,
         params: params(req.max_tokens, req.sampling)?,
+        system_prompt: None,
     };
     run(s, caller, job, false).await
 }
@@ -283,10 +303,7 @@ async fn run(s: AppState, caller: Caller, job: Job, chat: bool) -> Result<Respon
 
     // Gate, first pass: nothing runs before this record is durable.
     let p = &job.params;
-    let draft = records::request(
-        caller.0.clone(),
-        &job.model,
-        serde_json::json!({
+    let mut body = serde_json::json!({
             "endpoint": job.endpoint,
             "model_name": job.model.name,
             "params": {
@@ -297,7 +314,14 @@ async fn run(s: AppState, caller: Caller, job: Job, chat: bool) -> Result<Respon
                 "stop": p.stop,
             },
             "prompt_tokens": prompt_tokens.len(),
-        }),
+    });
+    if let Some(digest) = &job.system_prompt {
+        body["system_prompt"] = serde_json::json!(digest);
+    }
+    let draft = records::request(
+        caller.0.clone(),
+        &job.model,
+        body,
         (job.payload_name, job.payload),
     );
     let request = s.gate.pass(draft).await?;
