@@ -53,8 +53,9 @@ pub(super) fn read(
     at: Option<u64>,
     key: Option<String>,
 ) -> anyhow::Result<LogAt> {
-    let opened = Opened::open(path)?;
-    let daemon_running = if opened.is_bundle() {
+    // The daemon checkpoints before the journals are mapped, so the
+    // mapping holds its checkpoint.
+    let daemon_running = if bundle::is_bundle(path) {
         if socket.is_some() {
             bail!("--socket applies to a ledger directory, not to an export bundle");
         }
@@ -63,12 +64,14 @@ pub(super) fn read(
         let s = socket.map_or_else(|| path.join("cairnd.sock"), Path::to_path_buf);
         checkpoint_now(&s, socket.is_some())?
     };
+    let opened = Opened::open(path)?;
     let log = opened.log();
-    let (cut, checkpoint) = bundle::cut_at_checkpoint(&log, at).with_context(|| {
-        format!(
+    let (cut, checkpoint) = bundle::cut_at_checkpoint(&log, at).with_context(|| match at {
+        Some(_) => format!("cannot read {} at that checkpoint", path.display()),
+        None => format!(
             "cannot report on {}: cairnd checkpoints every 1,000 records, every minute and at every clean stop; make the report while it runs, or start and stop it once",
             path.display()
-        )
+        ),
     })?;
     let started = Instant::now();
     // A running daemon may be writing past its checkpoint: only the cut is

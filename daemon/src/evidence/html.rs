@@ -38,7 +38,7 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 8px;border-bott
 .meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:13px}.meta dt{color:#555}.meta dd{margin:0;word-break:break-all}
 .tiles{display:grid;grid-template-columns:repeat(4,1fr);gap:8px;margin:10px 0}
 .tile{border:1px solid #ccc;border-radius:6px;padding:8px 10px}.tile b{display:block;font-size:22px}.tile span{color:#555;font-size:12px}
-table{border-collapse:collapse;width:100%;font-size:12.5px;margin:6px 0}th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3}
+table{border-collapse:collapse;width:100%;font-size:12.5px;margin:6px 0}th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3;overflow-wrap:normal;white-space:nowrap}
 td.num,th.num{text-align:right}code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11.5px;word-break:break-all}
 .badge{display:inline-block;border-radius:3px;padding:1px 6px;font-size:11px;font-weight:700;color:#fff;white-space:nowrap}
 .pass{background:#1b7a3a}.info{background:#55606e}.attention{background:#a05a00}.fail{background:#b00020}
