@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 /// The path of a binary built from this workspace (`cairn`, `cairnd`, …),
 /// next to the test executable's directory.
-pub fn workspace_bin(name: &str) -> PathBuf {
+fn workspace_bin(name: &str) -> PathBuf {
     let mut p = std::env::current_exe().expect("test executable path");
     p.pop();
     if p.ends_with("deps") {
@@ -20,9 +20,43 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// A command that runs a binary built from this workspace.
+///
+/// When `CAIRN_TEST_RUNNER` is set, the binary runs under that program
+/// (whitespace-separated words, like cargo's `target.<triple>.runner`):
+/// `tests/aarch64` sets it to `qemu-aarch64-static`, so that tests cross-built
+/// for aarch64 can start the aarch64 `cairn` and `cairnd` without binfmt.
+pub fn workspace_command(name: &str) -> Command {
+    let bin = workspace_bin(name);
+    let runner = std::env::var("CAIRN_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// `d` stretched by `CAIRN_TEST_TIME_SCALE` (a number ≥ 1, default 1), for
+/// tests run under emulation: `tests/aarch64` runs them under qemu-user,
+/// many times slower, and sets it so that they wait longer (and let work run
+/// longer before a kill) while asserting the same.
+pub fn scaled(d: std::time::Duration) -> std::time::Duration {
+    let Ok(scale) = std::env::var("CAIRN_TEST_TIME_SCALE") else {
+        return d;
+    };
+    match scale.parse::<f64>() {
+        Ok(f) if f.is_finite() && f >= 1.0 => d.mul_f64(f),
+        _ => panic!("CAIRN_TEST_TIME_SCALE must be a number ≥ 1, not {scale:?}"),
+    }
+}
+
 /// Runs `cairn ARGS…` and returns its output.
 pub fn cairn(args: &[&str]) -> Output {
-    Command::new(workspace_bin("cairn"))
+    workspace_command("cairn")
         .args(args)
         .output()
         .expect("run cairn")
@@ -206,7 +240,7 @@ impl Daemon {
     }
 
     fn spawn(args: &[&str], state_dir: &Path, model_cache: &Path) -> Daemon {
-        let child = Command::new(workspace_bin("cairnd"))
+        let child = workspace_command("cairnd")
             .args(args)
             .env("CAIRN_MODEL_CACHE", model_cache)
             .stdout(std::process::Stdio::null())
@@ -217,7 +251,8 @@ impl Daemon {
             child,
             state_dir: state_dir.to_path_buf(),
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let start_timeout = scaled(std::time::Duration::from_secs(30));
+        let deadline = std::time::Instant::now() + start_timeout;
         loop {
             if let Ok(Some(status)) = d.child.try_wait() {
                 panic!("cairnd exited during start-up: {status}");
@@ -227,7 +262,7 @@ impl Daemon {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "cairnd did not start within 30 s"
+                "cairnd did not start within {start_timeout:?}"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -3,7 +3,7 @@
 //! record must be there after reopening, and the chain must verify.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cairn_attest::entry::Entry;
@@ -11,7 +11,7 @@ use cairn_attest::journal::encode_frame;
 use cairn_attest::ledger_files::LedgerFiles;
 use cairn_attest::verify::{verify_log, Options};
 use cairn_attest::{Keyring, Ledger, LedgerConfig};
-use cairn_tests::workspace_bin;
+use cairn_tests::{scaled, workspace_command};
 use rand::Rng;
 
 const TRIALS: usize = 50;
@@ -33,7 +33,7 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
     let mut rng = rand::thread_rng();
     let mut acked: Vec<(u64, String)> = Vec::new();
     for trial in 0..TRIALS {
-        let mut child = Command::new(workspace_bin("cairn-test-appender"))
+        let mut child = workspace_command("cairn-test-appender")
             .arg(&ledger_dir)
             .arg("4")
             .stdout(Stdio::piped())
@@ -43,11 +43,11 @@ fn sigkill_under_load_loses_no_acknowledged_record() {
         let stdout = child.stdout.take().unwrap();
         // Kill at a random moment: sometimes during start-up and recovery,
         // mostly while records are being appended.
-        let kill_after = Duration::from_millis(if trial % 5 == 0 {
+        let kill_after = scaled(Duration::from_millis(if trial % 5 == 0 {
             rng.gen_range(0..40)
         } else {
             rng.gen_range(30..250)
-        });
+        }));
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {

@@ -125,7 +125,7 @@ fn bad_configuration_and_a_second_daemon_are_refused() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(cairn_tests::workspace_bin("cairnd"))
+    let out = cairn_tests::workspace_command("cairnd")
         .arg("--config")
         .arg(&cfg)
         .output()
@@ -137,7 +137,7 @@ fn bad_configuration_and_a_second_daemon_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let out = std::process::Command::new(cairn_tests::workspace_bin("cairnd"))
+    let out = cairn_tests::workspace_command("cairnd")
         .arg("--state-dir")
         .arg(dir.path().join("nokeys"))
         .output()
@@ -151,7 +151,7 @@ fn bad_configuration_and_a_second_daemon_are_refused() {
 
     let state = dir.path().join("state");
     let first = Daemon::start(&state, &["--demo"]);
-    let second = std::process::Command::new(cairn_tests::workspace_bin("cairnd"))
+    let second = cairn_tests::workspace_command("cairnd")
         .arg("--demo")
         .arg("--state-dir")
         .arg(&state)
@@ -246,6 +246,17 @@ fn tcp_needs_a_known_bearer_token_and_admin_needs_an_admin_token() {
             .success()
     );
     let d = Daemon::start_with_config(&cfg, &state);
+    // cairnd opens its Unix socket (which start waits for) before it binds
+    // TCP: under emulation the gap is long enough to be refused.
+    let deadline =
+        std::time::Instant::now() + cairn_tests::scaled(std::time::Duration::from_secs(30));
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cairnd did not listen on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let call = |method: &str, path: &str, auth: Option<&str>, body: &str| -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
