@@ -30,6 +30,10 @@ const POLL: Duration = Duration::from_millis(200);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// How long a stopping daemon keeps sending what is left (the rest goes
+/// at the next start, from the persisted positions).
+const DRAIN: Duration = Duration::from_secs(10);
+
 /// Where a syslog destination's position is kept, in the state directory.
 const POSITION_FILE: &str = "siem-syslog.position";
 
@@ -129,7 +133,8 @@ impl Forwarder {
         Ok(Forwarder { stop, threads })
     }
 
-    /// Forwards what is left (while the destinations answer) and stops.
+    /// Forwards what is left (while the destinations answer, for at most
+    /// ten seconds) and stops.
     pub fn finish(self) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
@@ -145,8 +150,17 @@ fn forward(ledger: &Ledger, mut sink: Box<dyn Sink>, stop: &AtomicBool) {
     let mut next: Option<u64> = None;
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
+    let mut stopping_since = None;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
+        if stopping
+            && stopping_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                > DRAIN
+        {
+            return;
+        }
         let step = (|| -> anyhow::Result<bool> {
             let from = match next {
                 Some(n) => n,
