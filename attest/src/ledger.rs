@@ -10,13 +10,17 @@
 //! ```
 //!
 //! Appends are pipelined: a caller takes the next sequence number and the
-//! chain hash under a short lock, signs on its own thread (signing is the
-//! cost, so callers sign in parallel), and hands the entry to one writer
-//! thread that commits contiguous groups with one write and one `fdatasync`,
-//! then indexes them and answers every caller of the group. Nothing is
-//! acknowledged before it is durable. If a signature fails, every later
-//! record chained to it is refused and the sequence rewinds; if a durable
-//! write fails, the ledger refuses all further appends until it is reopened.
+//! chain hash under a short lock and hands the record text to the signing
+//! threads (signing is the cost, so records are signed in parallel). The
+//! thread that finishes a signature queues the entry and, unless another
+//! thread is writing already, becomes the writer: it commits the contiguous
+//! groups it finds with one write and one `fdatasync` each, indexes them
+//! and answers every caller of the group, until no contiguous entry is
+//! left. A lone record thus passes two threads only: its signer and its
+//! caller. Nothing is acknowledged before it is durable. If a signature
+//! fails, every later record chained to it is refused and the sequence
+//! rewinds; if a durable write fails, the ledger refuses all further
+//! appends until it is reopened.
 //!
 //! On open the index is reconciled with the journals: complete frames past
 //! the indexed end are checked (sequence, chain, signature) and indexed; a
@@ -147,9 +151,13 @@ pub struct Ledger {
     shared: Arc<Shared>,
     sign_jobs: Option<crossbeam_channel::Sender<SignJob>>,
     signers: Vec<JoinHandle<()>>,
-    writer: Option<JoinHandle<()>>,
+    clock: Option<JoinHandle<()>>,
     recovery: Recovery,
 }
+
+/// Where an append's outcome goes: called once, on a ledger thread (or on
+/// the caller's, for a refusal found before signing).
+type Reply = Box<dyn FnOnce(Result<Receipt>) + Send>;
 
 /// A sequenced record text waiting for its signature.
 struct SignJob {
@@ -158,7 +166,7 @@ struct SignJob {
     hash: RecordHash,
     text: Vec<u8>,
     payloads: Vec<(String, [u8; 32], Vec<u8>)>,
-    reply: SyncSender<Result<Receipt>>,
+    reply: Reply,
 }
 
 struct Shared {
@@ -175,6 +183,14 @@ struct Shared {
     queue: Mutex<Queue>,
     queue_cv: Condvar,
     state: Mutex<State>,
+    /// The journals; held by whichever thread is the writer.
+    files: Mutex<Files>,
+}
+
+/// The journals appends and checkpoints go to.
+struct Files {
+    journal: Journal,
+    cp_journal: Journal,
 }
 
 struct Sequencer {
@@ -187,7 +203,7 @@ struct Slot {
     hash: RecordHash,
     sealed: Result<Vec<u8>>,
     payloads: Vec<(String, [u8; 32], Vec<u8>)>,
-    reply: SyncSender<Result<Receipt>>,
+    reply: Reply,
 }
 
 #[derive(Default)]
@@ -195,6 +211,8 @@ struct Queue {
     slots: BTreeMap<u64, Slot>,
     epoch: u64,
     checkpoint_requests: Vec<SyncSender<Result<Vec<u8>>>>,
+    /// A thread is writing (see [`Shared::write_queued`]).
+    writing: bool,
     shutdown: bool,
 }
 
@@ -490,18 +508,15 @@ impl Ledger {
                 last_checkpoint_at: Instant::now(),
                 poisoned: None,
             }),
+            files: Mutex::new(Files {
+                journal,
+                cp_journal,
+            }),
         });
-        let writer_shared = shared.clone();
-        let writer = std::thread::Builder::new()
-            .name("cairn-ledger-writer".into())
-            .spawn(move || {
-                Writer {
-                    shared: writer_shared,
-                    journal,
-                    cp_journal,
-                }
-                .run()
-            })
+        let clock_shared = shared.clone();
+        let clock = std::thread::Builder::new()
+            .name("cairn-ledger-clock".into())
+            .spawn(move || clock_shared.clock_loop())
             .map_err(|e| Error::io(dir, e))?;
         let (sign_jobs, jobs) = crossbeam_channel::unbounded::<SignJob>();
         let threads = match shared.config.signing_threads {
@@ -517,7 +532,7 @@ impl Ledger {
             shared: shared.clone(),
             sign_jobs: Some(sign_jobs),
             signers: Vec::new(),
-            writer: Some(writer),
+            clock: Some(clock),
             recovery,
         };
         for i in 0..threads {
@@ -565,18 +580,40 @@ impl Ledger {
     /// Records `draft`: seals it, makes it durable, and only then returns
     /// its receipt. An error means the record was not written.
     pub fn append(&self, draft: RecordDraft) -> Result<Receipt> {
+        let (reply, rx) = sync_channel(1);
+        self.append_then(draft, move |r| {
+            let _ = reply.send(r);
+        });
+        wait(rx)
+    }
+
+    /// Records `draft` like [`Ledger::append`] without waiting: sequences it
+    /// on the calling thread and calls `done` with the receipt once the
+    /// record is durable, or with the reason it was not written. `done` runs
+    /// once, on a ledger thread (on the calling thread when the record is
+    /// refused before signing), and must not block for long: the writer
+    /// answers a group's callers one after the other.
+    pub fn append_then(
+        &self,
+        draft: RecordDraft,
+        done: impl FnOnce(Result<Receipt>) + Send + 'static,
+    ) {
+        let reply: Reply = Box::new(done);
         let s = &self.shared;
         if let Some(why) = &lock(&s.state).poisoned {
-            return Err(Error::Poisoned(why.clone()));
+            return reply(Err(Error::Poisoned(why.clone())));
         }
         let mut commits = BTreeMap::new();
         let mut payloads = Vec::with_capacity(draft.payloads.len());
         for (name, bytes) in draft.payloads {
-            let c = payload::commit(&bytes)?;
+            let c = match payload::commit(&bytes) {
+                Ok(c) => c,
+                Err(e) => return reply(Err(e)),
+            };
             commits.insert(name.clone(), c.commitment);
             payloads.push((name, c.salt, bytes));
         }
-        let (seq, epoch, hash, text) = {
+        let sequenced = {
             let mut sq = lock(&s.seq);
             let record = Record {
                 v: FORMAT_VERSION,
@@ -591,12 +628,16 @@ impl Ledger {
                 commits,
                 body: draft.body,
             };
-            let text = record.to_text()?;
-            sq.last = RecordHash::of(&text);
-            sq.next += 1;
-            (record.seq, sq.epoch, sq.last, text)
+            record.to_text().map(|text| {
+                sq.last = RecordHash::of(&text);
+                sq.next += 1;
+                (record.seq, sq.epoch, sq.last, text)
+            })
         };
-        let (reply, rx) = sync_channel(1);
+        let (seq, epoch, hash, text) = match sequenced {
+            Ok(v) => v,
+            Err(e) => return reply(Err(e)),
+        };
         let job = SignJob {
             seq,
             epoch,
@@ -605,19 +646,25 @@ impl Ledger {
             payloads,
             reply,
         };
-        self.sign_jobs
-            .as_ref()
-            .ok_or_else(|| Error::Poisoned("the ledger is closing".into()))?
-            .send(job)
-            .map_err(|_| Error::Poisoned("the ledger's signers stopped".into()))?;
-        wait(rx)
+        match &self.sign_jobs {
+            None => (job.reply)(Err(Error::Poisoned("the ledger is closing".into()))),
+            Some(jobs) => {
+                if let Err(crossbeam_channel::SendError(job)) = jobs.send(job) {
+                    (job.reply)(Err(Error::Poisoned("the ledger's signers stopped".into())));
+                }
+            }
+        }
     }
 
     /// Makes and durably stores a checkpoint of the current log now.
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         let (tx, rx) = sync_channel(1);
-        lock(&self.shared.queue).checkpoint_requests.push(tx);
-        self.shared.queue_cv.notify_one();
+        let mut q = lock(&self.shared.queue);
+        q.checkpoint_requests.push(tx);
+        if !std::mem::replace(&mut q.writing, true) {
+            drop(q);
+            self.shared.write_queued();
+        }
         wait(rx)
     }
 
@@ -844,8 +891,8 @@ impl Shared {
     }
 
     /// Seals the record and, if no other signer finished it first, queues
-    /// it for the writer, unless sequencing was rewound since it was
-    /// numbered.
+    /// it for writing, unless sequencing was rewound since it was numbered;
+    /// then writes what is queued unless another thread is writing.
     fn sign_and_queue(&self, race: &Race) {
         let sealed = entry::seal(&race.text, self.keys.operational.as_ref());
         let Some(job) = lock(&race.job).take() else {
@@ -859,36 +906,110 @@ impl Shared {
         };
         let mut q = lock(&self.queue);
         if q.shutdown {
-            let _ = slot.reply.send(Err(Error::Poisoned(
+            drop(q);
+            return (slot.reply)(Err(Error::Poisoned(
                 "the ledger stopped accepting records".into(),
             )));
-            return;
         }
         if q.epoch != job.epoch {
-            let _ = slot.reply.send(Err(Error::Signer {
+            drop(q);
+            return (slot.reply)(Err(Error::Signer {
                 key: self.public.operational.name().into(),
                 why: "an earlier record failed to sign; this one was not written".into(),
             }));
-            return;
         }
         q.slots.insert(job.seq, slot);
-        drop(q);
-        self.queue_cv.notify_one();
+        if !std::mem::replace(&mut q.writing, true) {
+            drop(q);
+            self.write_queued();
+        }
+    }
+
+    /// The writer's loop, run by the thread that set [`Queue::writing`]:
+    /// commits contiguous groups and makes the checkpoints asked for or
+    /// due, until nothing is left, then clears the flag. Whoever queues work
+    /// while the flag is set leaves it to this loop; the flag is tested and
+    /// cleared under the queue's lock, so no work is stranded.
+    fn write_queued(&self) {
+        let mut files = lock(&self.files);
+        loop {
+            let work = {
+                let mut q = lock(&self.queue);
+                match self.next_work(&mut q) {
+                    Some(work) => work,
+                    None => {
+                        q.writing = false;
+                        return;
+                    }
+                }
+            };
+            match work {
+                Work::Checkpoint(waiters) => {
+                    let r = self.make_checkpoint(&mut files);
+                    for w in waiters {
+                        let _ = w.send(
+                            r.as_ref()
+                                .map(|(_, b)| b.clone())
+                                .map_err(|e| Error::Invalid(e.to_string())),
+                        );
+                    }
+                }
+                Work::Group(group) => self.commit(&mut files, group),
+            }
+        }
+    }
+
+    /// Checkpoints by time: wakes at least once a second and, when a
+    /// checkpoint is due and nobody is writing, writes it.
+    fn clock_loop(&self) {
+        let tick = self
+            .config
+            .checkpoint_every
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(1));
+        let mut q = lock(&self.queue);
+        while !q.shutdown {
+            q = self
+                .queue_cv
+                .wait_timeout(q, tick)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+            if !q.shutdown && !q.writing && self.checkpoint_due() {
+                q.writing = true;
+                drop(q);
+                self.write_queued();
+                q = lock(&self.queue);
+            }
+        }
     }
 }
 
 impl Drop for Ledger {
     fn drop(&mut self) {
+        // Signers finish (and write) what they hold, then stop.
         self.sign_jobs = None;
         for h in self.signers.drain(..) {
             let _ = h.join();
         }
-        lock(&self.shared.queue).shutdown = true;
-        self.shared.queue_cv.notify_all();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+        let s = &self.shared;
+        let leftovers = {
+            let mut q = lock(&s.queue);
+            q.shutdown = true;
+            std::mem::take(&mut q.slots)
+        };
+        s.queue_cv.notify_all();
+        if let Some(c) = self.clock.take() {
+            let _ = c.join();
         }
-        let _ = self.shared.db.flush();
+        // Anything left cannot be contiguous with the log.
+        for (_, slot) in leftovers {
+            (slot.reply)(Err(Error::Poisoned(
+                "the ledger closed before this record was written".into(),
+            )));
+        }
+        // A clean close leaves every record covered by a checkpoint.
+        let _ = s.make_checkpoint(&mut lock(&s.files));
+        let _ = s.db.flush();
     }
 }
 
@@ -990,96 +1111,42 @@ fn durable_index_flush(db: &sled::Db, dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(&f, e))
 }
 
-/// The single writer thread: commits contiguous groups, checkpoints.
-struct Writer {
-    shared: Arc<Shared>,
-    journal: Journal,
-    cp_journal: Journal,
-}
-
 enum Work {
     Group(Vec<(u64, Slot)>),
     Checkpoint(Vec<SyncSender<Result<Vec<u8>>>>),
-    Stop,
 }
 
-impl Writer {
-    fn run(mut self) {
-        loop {
-            match self.next_work() {
-                Work::Stop => {
-                    // A clean close leaves every record covered by a checkpoint.
-                    let _ = self.make_checkpoint();
-                    return;
+impl Shared {
+    /// The next work for the writer, if any: the contiguous group at the
+    /// log's end, else checkpoints asked for or due.
+    fn next_work(&self, q: &mut Queue) -> Option<Work> {
+        let next = lock(&self.state).size;
+        if q.slots.contains_key(&next) {
+            let mut group = Vec::new();
+            let mut bytes = 0usize;
+            let mut seq = next;
+            while group.len() < self.config.max_group_records && bytes < MAX_GROUP_BYTES / 2 {
+                let Some(slot) = q.slots.remove(&seq) else {
+                    break;
+                };
+                bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0);
+                let failed = slot.sealed.is_err();
+                group.push((seq, slot));
+                seq += 1;
+                if failed {
+                    break;
                 }
-                Work::Checkpoint(waiters) => {
-                    let r = self.make_checkpoint();
-                    for w in waiters {
-                        let _ = w.send(
-                            r.as_ref()
-                                .map(|(_, b)| b.clone())
-                                .map_err(|e| Error::Invalid(e.to_string())),
-                        );
-                    }
-                }
-                Work::Group(group) => self.commit(group),
             }
+            return Some(Work::Group(group));
         }
-    }
-
-    fn next_work(&mut self) -> Work {
-        let s = self.shared.clone();
-        let mut q = lock(&s.queue);
-        loop {
-            let next = lock(&s.state).size;
-            if q.slots.contains_key(&next) {
-                let mut group = Vec::new();
-                let mut bytes = 0usize;
-                let mut seq = next;
-                while group.len() < s.config.max_group_records && bytes < MAX_GROUP_BYTES / 2 {
-                    let Some(slot) = q.slots.remove(&seq) else {
-                        break;
-                    };
-                    bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0);
-                    let failed = slot.sealed.is_err();
-                    group.push((seq, slot));
-                    seq += 1;
-                    if failed {
-                        break;
-                    }
-                }
-                return Work::Group(group);
-            }
-            if !q.checkpoint_requests.is_empty() {
-                return Work::Checkpoint(std::mem::take(&mut q.checkpoint_requests));
-            }
-            if self.checkpoint_due() {
-                return Work::Checkpoint(Vec::new());
-            }
-            if q.shutdown {
-                // Anything left cannot be contiguous with the log.
-                for (_, slot) in std::mem::take(&mut q.slots) {
-                    let _ = slot.reply.send(Err(Error::Poisoned(
-                        "the ledger closed before this record was written".into(),
-                    )));
-                }
-                return Work::Stop;
-            }
-            let timeout = s
-                .config
-                .checkpoint_every
-                .unwrap_or(Duration::from_secs(3600))
-                .min(Duration::from_secs(1));
-            q = s
-                .queue_cv
-                .wait_timeout(q, timeout)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+        if !q.checkpoint_requests.is_empty() {
+            return Some(Work::Checkpoint(std::mem::take(&mut q.checkpoint_requests)));
         }
+        self.checkpoint_due().then(|| Work::Checkpoint(Vec::new()))
     }
 
     fn checkpoint_due(&self) -> bool {
-        let st = lock(&self.shared.state);
+        let st = lock(&self.state);
         let covered = st
             .latest_checkpoint
             .as_ref()
@@ -1088,36 +1155,37 @@ impl Writer {
         if st.poisoned.is_some() || st.size == covered {
             return false;
         }
-        let every = self.shared.config.checkpoint_every_records;
+        let every = self.config.checkpoint_every_records;
         (every > 0 && st.size - covered >= every)
             || self
-                .shared
                 .config
                 .checkpoint_every
                 .is_some_and(|d| st.last_checkpoint_at.elapsed() >= d)
     }
 
-    fn commit(&mut self, group: Vec<(u64, Slot)>) {
-        let s = self.shared.clone();
+    fn commit(&self, files: &mut Files, group: Vec<(u64, Slot)>) {
         let (ok, failed): (Vec<_>, Vec<_>) =
             group.into_iter().partition(|(_, sl)| sl.sealed.is_ok());
         if !ok.is_empty() {
-            match self.write_group(&ok) {
+            match self.write_group(files, &ok) {
                 Ok(receipts) => {
                     for ((_, slot), r) in ok.into_iter().zip(receipts) {
-                        let _ = slot.reply.send(Ok(r));
+                        (slot.reply)(Ok(r));
                     }
                 }
                 Err(e) => {
                     let why = e.to_string();
-                    lock(&s.state).poisoned = Some(why.clone());
+                    lock(&self.state).poisoned = Some(why.clone());
                     for (_, slot) in ok {
-                        let _ = slot.reply.send(Err(Error::Poisoned(why.clone())));
+                        (slot.reply)(Err(Error::Poisoned(why.clone())));
                     }
-                    let mut q = lock(&s.queue);
-                    q.shutdown = true;
-                    for (_, slot) in std::mem::take(&mut q.slots) {
-                        let _ = slot.reply.send(Err(Error::Poisoned(why.clone())));
+                    let queued = {
+                        let mut q = lock(&self.queue);
+                        q.shutdown = true;
+                        std::mem::take(&mut q.slots)
+                    };
+                    for (_, slot) in queued {
+                        (slot.reply)(Err(Error::Poisoned(why.clone())));
                     }
                     return;
                 }
@@ -1131,33 +1199,34 @@ impl Writer {
                 .err()
                 .unwrap_or_else(|| Error::Invalid("unsigned".into()));
             let why = err.to_string();
-            let mut q = lock(&s.queue);
-            let mut sq = lock(&s.seq);
-            sq.epoch += 1;
-            sq.next = seq;
-            sq.last = lock(&s.state).tip;
-            q.epoch = sq.epoch;
-            for (_, later) in std::mem::take(&mut q.slots) {
-                let _ = later.reply.send(Err(Error::Signer {
-                    key: s.public.operational.name().into(),
+            let later = {
+                let mut q = lock(&self.queue);
+                let mut sq = lock(&self.seq);
+                sq.epoch += 1;
+                sq.next = seq;
+                sq.last = lock(&self.state).tip;
+                q.epoch = sq.epoch;
+                std::mem::take(&mut q.slots)
+            };
+            // Answer only after the rewind, so the callers' next appends are
+            // sequenced afresh.
+            for (_, later) in later {
+                (later.reply)(Err(Error::Signer {
+                    key: self.public.operational.name().into(),
                     why: format!("record {seq} before this one failed to sign ({why}); this one was not written"),
                 }));
             }
-            // Answer only after the rewind, so the caller's next append is
-            // sequenced afresh.
-            drop((sq, q));
-            let _ = slot.reply.send(Err(err));
+            (slot.reply)(Err(err));
         }
         if self.checkpoint_due() {
             // Errors are kept for on-demand requests; cadence retries later.
-            let _ = self.make_checkpoint();
+            let _ = self.make_checkpoint(files);
         }
     }
 
-    fn write_group(&mut self, group: &[(u64, Slot)]) -> Result<Vec<Receipt>> {
-        let s = self.shared.clone();
+    fn write_group(&self, files: &mut Files, group: &[(u64, Slot)]) -> Result<Vec<Receipt>> {
         let sled_err = |source| Error::Index {
-            path: s.dir.join(INDEX_DIR),
+            path: self.dir.join(INDEX_DIR),
             source,
         };
         // Payloads go to the index and the records to the journal, both
@@ -1166,12 +1235,12 @@ impl Writer {
         // A crash between the two can leave an unacknowledged record without
         // them (as if erased) or payloads past the log's end (removed on
         // reopen).
-        let with_payloads = s.config.payload_policy != PayloadPolicy::HashOnly
+        let with_payloads = self.config.payload_policy != PayloadPolicy::HashOnly
             && group.iter().any(|(_, sl)| !sl.payloads.is_empty());
         if with_payloads {
             for (seq, slot) in group {
                 for (name, salt, bytes) in &slot.payloads {
-                    s.payloads
+                    self.payloads
                         .insert(payload_key(*seq, name), encode_payload(salt, bytes))
                         .map_err(sled_err)?;
                 }
@@ -1181,9 +1250,10 @@ impl Writer {
             .iter()
             .filter_map(|(_, sl)| sl.sealed.as_deref().ok())
             .collect();
-        let journal = &mut self.journal;
+        let journal = &mut files.journal;
         let offsets = std::thread::scope(|scope| {
-            let flush = with_payloads.then(|| scope.spawn(|| durable_index_flush(&s.db, &s.dir)));
+            let flush =
+                with_payloads.then(|| scope.spawn(|| durable_index_flush(&self.db, &self.dir)));
             let offsets = journal.append(&entries);
             if let Some(flush) = flush {
                 flush
@@ -1193,7 +1263,7 @@ impl Writer {
             offsets
         })?;
         // Durable now. Index and extend the tree in one atomic sled batch.
-        let mut st = lock(&s.state);
+        let mut st = lock(&self.state);
         let mut batch = sled::Batch::default();
         let mut receipts = Vec::with_capacity(group.len());
         for (((seq, slot), bytes), offset) in group.iter().zip(&entries).zip(offsets) {
@@ -1217,7 +1287,7 @@ impl Writer {
             st.tip = slot.hash;
         }
         st.size += group.len() as u64;
-        if let Err(e) = s.index.apply_batch(batch) {
+        if let Err(e) = self.index.apply_batch(batch) {
             // The records are durable (the journal is the truth) and are
             // acknowledged; the index is rebuilt from the journal on reopen.
             st.poisoned = Some(format!(
@@ -1228,10 +1298,9 @@ impl Writer {
         Ok(receipts)
     }
 
-    fn make_checkpoint(&mut self) -> Result<(Checkpoint, Vec<u8>)> {
-        let s = self.shared.clone();
+    fn make_checkpoint(&self, files: &mut Files) -> Result<(Checkpoint, Vec<u8>)> {
         let (size, root) = {
-            let st = lock(&s.state);
+            let st = lock(&self.state);
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }
@@ -1243,24 +1312,24 @@ impl Writer {
             (st.size, st.frontier.root())
         };
         let cp = Checkpoint {
-            origin: s.public.origin().to_string(),
+            origin: self.public.origin().to_string(),
             size,
             root,
         };
-        let signed = cp.sign(&s.keys)?;
-        let offset = self.cp_journal.append(&[&signed])?[0];
+        let signed = cp.sign(&self.keys)?;
+        let offset = files.cp_journal.append(&[&signed])?[0];
         let loc = Location {
             offset,
             len: signed.len() as u32,
             hash: RecordHash(root),
         };
-        s.index
+        self.index
             .insert(ckey(size), &loc.encode()[..])
             .map_err(|source| Error::Index {
-                path: s.dir.join(INDEX_DIR),
+                path: self.dir.join(INDEX_DIR),
                 source,
             })?;
-        let mut st = lock(&s.state);
+        let mut st = lock(&self.state);
         st.latest_checkpoint = Some((cp.clone(), signed.clone()));
         st.last_checkpoint_at = Instant::now();
         Ok((cp, signed))

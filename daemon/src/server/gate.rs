@@ -24,13 +24,19 @@ impl Gate {
     }
 
     /// Records `draft` durably; the caller acts only on `Ok`.
+    ///
+    /// The record is sequenced on this task and signed and written on the
+    /// ledger's threads, which wake this task when it is durable: no
+    /// blocking-pool thread sits between the request and the ledger.
     pub async fn pass(&self, draft: RecordDraft) -> Result<Receipt, ApiError> {
-        let ledger = self.ledger.clone();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || ledger.append(draft)).await;
-        let result = match result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.ledger.append_then(draft, move |r| {
+            let _ = tx.send(r);
+        });
+        let result = match rx.await {
             Ok(r) => r.map_err(|e| ApiError::gate(&e.to_string())),
-            Err(_) => Err(ApiError::gate("the ledger task failed")),
+            Err(_) => Err(ApiError::gate("the ledger dropped the record unanswered")),
         };
         self.metrics.gate(started.elapsed(), result.is_ok());
         if let Err(e) = &result {
