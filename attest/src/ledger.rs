@@ -659,10 +659,13 @@ impl Ledger {
     /// Makes and durably stores a checkpoint of the current log now.
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         let (tx, rx) = sync_channel(1);
-        let mut q = lock(&self.shared.queue);
-        q.checkpoint_requests.push(tx);
-        if !std::mem::replace(&mut q.writing, true) {
-            drop(q);
+        let write_now = {
+            let mut q = lock(&self.shared.queue);
+            q.checkpoint_requests.push(tx);
+            !std::mem::replace(&mut q.writing, true)
+        };
+        // Otherwise the thread writing now makes it before it stops.
+        if write_now {
             self.shared.write_queued();
         }
         wait(rx)
