@@ -1,9 +1,13 @@
 //! # cairn-hw
 //!
 //! The appliance's hardware, each device behind a trait with a real and an
-//! emulated backend: TPM 2.0, the serial HSM, and USB export through
-//! UDisks2. Signers here implement `cairn_attest::keys::Signer`.
+//! emulated backend. Signers here implement `cairn_attest::keys::Signer`,
+//! so the ledger cannot tell a device-held key from a software one.
 //!
-//! This crate is filled by the hardware work (see the README's roadmap); it
-//! exports nothing yet: cairn currently keeps its keys in 0600 files
-//! (`cairn_attest::keys`).
+//! Done: the serial HSM ([`hsm`]). To come (see the README's roadmap): the
+//! TPM and USB export through UDisks2.
+//!
+//! This crate knows no HTTP, configuration or daemon: `cairnd` decides
+//! what to do when a device is lost.
+
+pub mod hsm;
