@@ -6,6 +6,9 @@
 //!   sides.
 //! - [`client`]: the host side ([`HsmClient`]) over any [`Transport`].
 //! - [`serial`]: the real backend, a serial port ([`SerialTransport`]).
+//! - [`signer`]: [`HsmSigner`], the identity key as a
+//!   `cairn_attest::keys::Signer`, which tells a lost device from a
+//!   present one.
 //! - [`emulator`]: the emulated device that `cairn-hsm-emu` serves on a
 //!   pseudo-terminal, so that the host talks to it through the same serial
 //!   code as to hardware.
@@ -14,9 +17,11 @@ pub mod client;
 pub mod emulator;
 pub mod protocol;
 pub mod serial;
+pub mod signer;
 
 pub use client::{HsmClient, HsmError, Status, Timing, Transport};
 pub use serial::SerialTransport;
+pub use signer::{Health, HsmSigner};
 
 #[cfg(test)]
 mod pty_tests;

@@ -10,6 +10,84 @@ use super::protocol::{MAX_PAYLOAD, MAX_SIGN_MESSAGE, SIGNATURE_LEN};
 use super::{HsmClient, HsmError, SerialTransport, Timing};
 use cairn_attest::keys::{Algorithm, PublicKey};
 
+/// A device served on a thread from the state file in `dir`.
+fn emulator_in(
+    dir: &std::path::Path,
+    faults: Faults,
+) -> (PathBuf, JoinHandle<std::io::Result<ServeEnd>>) {
+    let mut device = Device::new(EmulatorState::open_or_create(&dir.join("s")).unwrap()).unwrap();
+    let (master, path) = open_pty().unwrap();
+    (
+        path,
+        std::thread::spawn(move || serve(master, &mut device, faults)),
+    )
+}
+
+fn point(link: &std::path::Path, at: &std::path::Path) {
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(at, link).unwrap();
+}
+
+#[test]
+fn the_signer_is_lost_on_unplug_and_taken_back_only_with_its_key() {
+    use super::{Health, HsmSigner};
+    use cairn_attest::keys::Signer;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyHSM");
+    // STATUS, PUBLIC_KEY and one SIGN, then unplugged.
+    let (pty, first) = emulator_in(
+        dir.path(),
+        Faults {
+            fail_after: Some(3),
+            ..Faults::default()
+        },
+    );
+    point(&link, &pty);
+    let timing = Timing {
+        timeout: Duration::from_millis(500),
+        retries: 2,
+    };
+    let hsm = HsmSigner::open(&link, "log.example", timing).unwrap();
+    let sig = hsm.sign(b"cp", b"cairn/checkpoint/v1").unwrap();
+    assert!(hsm.public_key().verify(b"cp", &sig, b"cairn/checkpoint/v1"));
+    let err = hsm
+        .sign(b"cp2", b"cairn/checkpoint/v1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gone"), "{err}");
+    assert!(matches!(hsm.health(), Health::Lost { .. }));
+    first.join().unwrap().unwrap();
+    // Lost: no I/O, an immediate error.
+    let t = std::time::Instant::now();
+    assert!(hsm
+        .sign(b"cp3", b"")
+        .unwrap_err()
+        .to_string()
+        .contains("is lost"));
+    assert!(t.elapsed() < Duration::from_millis(50));
+    assert!(matches!(hsm.probe().0, Health::Lost { .. }));
+    // Another device (another key) at the path is not taken.
+    let other = tempfile::tempdir().unwrap();
+    let (pty, _t) = emulator_in(other.path(), Faults::default());
+    point(&link, &pty);
+    match hsm.probe().0 {
+        Health::Lost { why, .. } => assert!(why.contains("different key"), "{why}"),
+        h => panic!("{h:?}"),
+    }
+    // The same device replugged is.
+    let (pty, _t) = emulator_in(dir.path(), Faults::default());
+    point(&link, &pty);
+    let (health, status) = hsm.probe();
+    assert_eq!(health, Health::Present);
+    assert!(status.unwrap().ready);
+    let sig = hsm.sign(b"cp4", b"cairn/checkpoint/v1").unwrap();
+    assert!(hsm
+        .public_key()
+        .verify(b"cp4", &sig, b"cairn/checkpoint/v1"));
+    assert_eq!(hsm.increment_counter().unwrap(), 1);
+    assert!(!hsm.can_race());
+}
+
 struct Emu {
     path: PathBuf,
     public: Vec<u8>,
