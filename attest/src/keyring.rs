@@ -52,34 +52,51 @@ impl Keyring {
     pub fn create(dir: &Path, origin: &str) -> Result<Self> {
         crate::checkpoint::check_origin(origin)?;
         create_private_dir(dir)?;
+        let identity = keys::create_key_file(&dir.join(IDENTITY_FILE), Algorithm::MlDsa65, origin)?;
+        Self::create_with_identity(dir, identity)
+    }
+
+    /// Creates fresh software operational and cosigner keys in `dir` for
+    /// the log that `identity` names (its key name is the origin), whose
+    /// secret lives elsewhere (a device); refuses to overwrite existing
+    /// keys.
+    pub fn create_with_identity(dir: &Path, identity: Box<dyn Signer>) -> Result<Self> {
+        let origin = identity.public_key().name().to_string();
+        crate::checkpoint::check_origin(&origin)?;
+        check_identity(identity.as_ref(), &origin)?;
+        create_private_dir(dir)?;
         Ok(Keyring {
-            identity: keys::create_key_file(&dir.join(IDENTITY_FILE), Algorithm::MlDsa65, origin)?,
             operational: keys::create_key_file(
                 &dir.join(OPERATIONAL_FILE),
                 Algorithm::MlDsa65,
                 &format!("{origin}/records"),
             )?,
-            cosigner: keys::create_key_file(&dir.join(COSIGNER_FILE), Algorithm::Ed25519, origin)?,
+            cosigner: keys::create_key_file(&dir.join(COSIGNER_FILE), Algorithm::Ed25519, &origin)?,
+            identity,
         })
     }
 
     /// Loads the software keys from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let load = |f: &str, alg: Algorithm| -> Result<Box<dyn Signer>> {
-            let s = keys::load_key_file(&dir.join(f))?;
-            if s.public_key().algorithm() != alg {
-                return Err(Error::Invalid(format!(
-                    "{}: expected an {} key",
-                    dir.join(f).display(),
-                    alg.label()
-                )));
-            }
-            Ok(s)
-        };
+        Self::load_with_identity(dir, |_| load_file(dir, IDENTITY_FILE, Algorithm::MlDsa65))
+    }
+
+    /// Loads the operational and cosigner keys from `dir`, and takes the
+    /// identity signer from `identity`, called with the log's origin (the
+    /// cosigner key's name): a device-held key, named after the origin.
+    pub fn load_with_identity(
+        dir: &Path,
+        identity: impl FnOnce(&str) -> Result<Box<dyn Signer>>,
+    ) -> Result<Self> {
+        let operational = load_file(dir, OPERATIONAL_FILE, Algorithm::MlDsa65)?;
+        let cosigner = load_file(dir, COSIGNER_FILE, Algorithm::Ed25519)?;
+        let origin = cosigner.public_key().name().to_string();
+        let identity = identity(&origin)?;
+        check_identity(identity.as_ref(), &origin)?;
         Ok(Keyring {
-            identity: load(IDENTITY_FILE, Algorithm::MlDsa65)?,
-            operational: load(OPERATIONAL_FILE, Algorithm::MlDsa65)?,
-            cosigner: load(COSIGNER_FILE, Algorithm::Ed25519)?,
+            identity,
+            operational,
+            cosigner,
         })
     }
 
@@ -154,6 +171,32 @@ impl KeySet {
     }
 }
 
+/// Loads one software key file of `dir`, of algorithm `alg`.
+fn load_file(dir: &Path, file: &str, alg: Algorithm) -> Result<Box<dyn Signer>> {
+    let s = keys::load_key_file(&dir.join(file))?;
+    if s.public_key().algorithm() != alg {
+        return Err(Error::Invalid(format!(
+            "{}: expected an {} key",
+            dir.join(file).display(),
+            alg.label()
+        )));
+    }
+    Ok(s)
+}
+
+/// An identity key must be ML-DSA-65 and named after the origin.
+fn check_identity(identity: &dyn Signer, origin: &str) -> Result<()> {
+    let pk = identity.public_key();
+    if pk.algorithm() != Algorithm::MlDsa65 || pk.name() != origin {
+        return Err(Error::Invalid(format!(
+            "the identity key must be an ML-DSA-65 key named {origin:?}, not an {} key named {:?}",
+            pk.algorithm().label(),
+            pk.name()
+        )));
+    }
+    Ok(())
+}
+
 /// The text the identity key signs to certify the operational key.
 pub fn certificate_text(set: &KeySet) -> Vec<u8> {
     format!(
@@ -219,5 +262,41 @@ mod tests {
         assert!(KeySet::from_genesis(&forged).is_err());
         let again = Keyring::load(&dir.path().join("keys")).unwrap();
         assert_eq!(again.public(), ring.public());
+    }
+
+    #[test]
+    fn an_identity_held_elsewhere_certifies_software_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let device = || -> Box<dyn Signer> {
+            Box::new(keys::SoftwareMlDsa65::from_seed("cairn.example/log", &[9; 32]).unwrap())
+        };
+        let ring = Keyring::create_with_identity(&keys, device()).unwrap();
+        assert!(!keys.join(IDENTITY_FILE).exists());
+        assert_eq!(ring.public().origin(), "cairn.example/log");
+        let body = ring.genesis_body().unwrap();
+        assert_eq!(KeySet::from_genesis(&body).unwrap(), ring.public());
+        let again = Keyring::load_with_identity(&keys, |origin| {
+            assert_eq!(origin, "cairn.example/log");
+            Ok(device())
+        })
+        .unwrap();
+        assert_eq!(again.public(), ring.public());
+        // An identity named after another log, or of the wrong algorithm,
+        // is refused.
+        let wrong = Keyring::load_with_identity(&keys, |_| {
+            Ok(Box::new(
+                keys::SoftwareMlDsa65::from_seed("other.example", &[9; 32]).unwrap(),
+            ))
+        });
+        assert!(wrong.is_err());
+        let wrong = Keyring::load_with_identity(&keys, |o| {
+            Ok(Box::new(
+                keys::SoftwareEd25519::from_seed(o, &[9; 32]).unwrap(),
+            ))
+        });
+        assert!(wrong.is_err());
+        // The software keys are not overwritten.
+        assert!(Keyring::create_with_identity(&keys, device()).is_err());
     }
 }

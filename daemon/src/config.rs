@@ -42,6 +42,12 @@
 //! jsonl = "/var/log/cairn/records.jsonl" # one JSON line per record, each once
 //! facility = "local0"                   # syslog facility
 //! # hostname = "ward3-appliance"        # syslog HOSTNAME (default: this machine's)
+//!
+//! [hw]                                  # hardware (optional)
+//! hsm = "/dev/ttyACM0"                  # serial HSM holding the identity key
+//! hsm_lost = "keep-signing"             # keep-signing | refuse-records
+//! hsm_timeout_ms = 2000                 # one answer's deadline
+//! hsm_probe_ms = 1000                   # how often the device is checked
 //! ```
 
 use std::net::SocketAddr;
@@ -93,6 +99,105 @@ pub struct Config {
     /// when off, so configurations written before it keep theirs.
     #[serde(default, skip_serializing_if = "SiemSection::is_off")]
     pub siem: SiemSection,
+    /// Hardware. Left out of the configuration's digest when off, like
+    /// `siem`.
+    #[serde(default, skip_serializing_if = "HwSection::is_off")]
+    pub hw: HwSection,
+}
+
+/// The appliance's hardware: so far the serial HSM that holds the log's
+/// identity key (which signs checkpoints and certifies the operational
+/// key); see `hw/HSM-PROTOCOL.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwSection {
+    /// The HSM's serial device (absent: the identity key is a 0600 file).
+    #[serde(default)]
+    pub hsm: Option<PathBuf>,
+    /// What happens to records while the HSM is lost. Checkpoints are never
+    /// signed without it (fail closed); records are signed by the certified
+    /// operational key (`keep-signing`) or refused with 503
+    /// (`refuse-records`). Either way each loss and return is a record.
+    #[serde(default)]
+    pub hsm_lost: HsmLostPolicy,
+    /// How long one answer may take, in milliseconds.
+    #[serde(default = "default_hsm_timeout_ms")]
+    pub hsm_timeout_ms: u64,
+    /// How often the device is checked (and, when lost, looked for again),
+    /// in milliseconds.
+    #[serde(default = "default_hsm_probe_ms")]
+    pub hsm_probe_ms: u64,
+}
+
+/// What records do while the HSM is lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HsmLostPolicy {
+    /// Keep signing records with the operational key (the identity key
+    /// certified it); checkpoints wait for the HSM.
+    #[default]
+    KeepSigning,
+    /// Refuse every record (the gate answers 503) until the HSM is back.
+    RefuseRecords,
+}
+
+impl HsmLostPolicy {
+    /// The policy's name in the configuration.
+    pub fn label(self) -> &'static str {
+        match self {
+            HsmLostPolicy::KeepSigning => "keep-signing",
+            HsmLostPolicy::RefuseRecords => "refuse-records",
+        }
+    }
+}
+
+impl Default for HwSection {
+    fn default() -> Self {
+        HwSection {
+            hsm: None,
+            hsm_lost: HsmLostPolicy::default(),
+            hsm_timeout_ms: default_hsm_timeout_ms(),
+            hsm_probe_ms: default_hsm_probe_ms(),
+        }
+    }
+}
+
+impl HwSection {
+    /// Whether no hardware is configured (the default).
+    pub fn is_off(&self) -> bool {
+        *self == HwSection::default()
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(p) = &self.hsm {
+            if !p.is_absolute() {
+                bail!("hw.hsm = {p:?}: must be an absolute device path, e.g. /dev/ttyACM0");
+            }
+        } else if !self.is_off() {
+            bail!("[hw] sets HSM options but no hw.hsm device");
+        }
+        if !(50..=60_000).contains(&self.hsm_timeout_ms) {
+            bail!(
+                "hw.hsm_timeout_ms = {}: must be 50 to 60000",
+                self.hsm_timeout_ms
+            );
+        }
+        if !(100..=60_000).contains(&self.hsm_probe_ms) {
+            bail!(
+                "hw.hsm_probe_ms = {}: must be 100 to 60000",
+                self.hsm_probe_ms
+            );
+        }
+        Ok(())
+    }
+}
+
+fn default_hsm_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_hsm_probe_ms() -> u64 {
+    1000
 }
 
 /// Records forwarded to a SIEM once durable: RFC 5424 syslog with a CEF
@@ -357,6 +462,7 @@ impl Config {
         }
         self.payload_policy()?;
         crate::server::siem::validate(&self.siem)?;
+        self.hw.validate()?;
         let mut names = std::collections::BTreeSet::new();
         for m in &self.models {
             if m.name.is_empty()
@@ -462,12 +568,29 @@ mod tests {
             ("state_dir='/x'\n[siem]\njsonl='rel.jsonl'", "siem.jsonl"),
             ("state_dir='/x'\n[siem]\nfacility='mail2'", "siem.facility"),
             ("state_dir='/x'\n[siem]\nhostname='a b'", "siem.hostname"),
+            ("state_dir='/x'\n[hw]\nhsm='ttyACM0'", "hw.hsm"),
+            ("state_dir='/x'\n[hw]\nhsm_probe_ms=500", "no hw.hsm"),
+            (
+                "state_dir='/x'\n[hw]\nhsm='/dev/ttyACM0'\nhsm_timeout_ms=10",
+                "hw.hsm_timeout_ms",
+            ),
+            (
+                "state_dir='/x'\n[hw]\nhsm='/dev/ttyACM0'\nhsm_probe_ms=0",
+                "hw.hsm_probe_ms",
+            ),
         ] {
             let c: Config = toml::from_str(toml).unwrap();
             let e = format!("{:#}", c.validate().unwrap_err());
             assert!(e.contains(needle), "{toml}: {e}");
         }
         assert!(toml::from_str::<Config>("state_dir='/x'\nunknown=1").is_err());
+        assert!(toml::from_str::<Config>("state_dir='/x'\n[hw]\nhsm_lost='maybe'").is_err());
+        let hw: Config =
+            toml::from_str("state_dir='/x'\n[hw]\nhsm='/dev/ttyACM0'\nhsm_lost='refuse-records'")
+                .unwrap();
+        hw.validate().unwrap();
+        assert_eq!(hw.hw.hsm_lost, HsmLostPolicy::RefuseRecords);
+        assert_ne!(hw.digest(), c.digest());
         // Configurations without [siem] keep the digest they had before it.
         let mut with = c.clone();
         assert_eq!(with.digest(), c.digest());

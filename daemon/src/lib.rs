@@ -8,5 +8,6 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod evidence;
+pub mod hsm;
 pub mod server;
 pub mod verifier_page;

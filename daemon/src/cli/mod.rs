@@ -12,7 +12,7 @@ mod keys;
 mod log_at;
 mod models;
 mod output;
-pub(crate) use keys::default_origin;
+pub(crate) use keys::{default_origin, keys_dir};
 mod proof;
 mod review;
 mod verify;

@@ -6,6 +6,7 @@ mod audit;
 mod error;
 mod exports;
 mod gate;
+mod hsm_monitor;
 mod identity;
 pub mod metrics;
 pub mod models;
@@ -16,6 +17,7 @@ pub mod siem;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +30,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use cairn_attest::{Actor, Keyring, Ledger, RecordDraft};
 
-use crate::config::Config;
+use crate::config::{Config, HsmLostPolicy};
 pub use error::ApiError;
 pub use gate::Gate;
 use identity::{identify, Peer, Refusal};
@@ -44,6 +46,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     config: Arc<Config>,
     started: Instant,
+    hsm: Option<Arc<hsm_monitor::HsmReport>>,
 }
 
 /// The caller of a request, as resolved by the access middleware.
@@ -138,13 +141,15 @@ async fn access(
 async fn health(State(s): State<AppState>) -> Response {
     let ledger = s.gate.ledger();
     let cp = ledger.latest_checkpoint().map(|(c, _)| c.size);
+    let hsm_lost = s.hsm.as_ref().is_some_and(|h| h.lost());
     let body = serde_json::json!({
-        "status": if ledger.fault().is_some() { "degraded" } else { "ok" },
+        "status": if ledger.fault().is_some() || hsm_lost { "degraded" } else { "ok" },
         "fault": ledger.fault(),
         "records": ledger.size(),
         "checkpoint_size": cp,
         "uptime_s": s.started.elapsed().as_secs(),
         "log": ledger.origin(),
+        "hsm": s.hsm.as_ref().map(|h| h.json()),
     });
     let status = if ledger.fault().is_some() {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
@@ -174,18 +179,8 @@ pub struct RunOptions {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let config = Arc::new(opts.config);
-    let keys_dir = config.state_dir.join("keys");
-    let keys = if keys_dir.join("identity.key").exists() {
-        Keyring::load(&keys_dir)?
-    } else if opts.create_keys {
-        Keyring::create(&keys_dir, &crate::cli::default_origin())?
-    } else {
-        bail!(
-            "no keys in {}: create them with `cairn keys init --dir {}`",
-            keys_dir.display(),
-            config.state_dir.display()
-        );
-    };
+    let refusing = Arc::new(AtomicBool::new(false));
+    let (keys, hsm) = open_keys(&config, opts.create_keys, &refusing)?;
     let ledger_config = config.ledger_config()?;
     let state_dir = config.state_dir.clone();
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&state_dir, keys, ledger_config))
@@ -209,6 +204,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "pid": std::process::id(),
             "config_digest": config.digest(),
             "aborted_requests": aborted,
+            "hsm": hsm.as_ref().map(|h| h.path().display().to_string()),
             "recovered": {
                 "reindexed": recovery.reindexed,
                 "torn_tail_bytes": recovery.torn_records.as_ref().map(|t| t.bytes),
@@ -231,6 +227,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if opts.create_keys && config.models.is_empty() {
         load_demo_models(&gate, &pool, &config.state_dir).await?;
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let hsm_monitor = hsm.map(|h| {
+        hsm_monitor::spawn(
+            gate.clone(),
+            h,
+            config.hw.clone(),
+            refusing,
+            stop_rx.clone(),
+        )
+    });
     let state = AppState {
         gate: gate.clone(),
         pool,
@@ -239,6 +245,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics,
         config: config.clone(),
         started: Instant::now(),
+        hsm: hsm_monitor.as_ref().map(|(report, _)| report.clone()),
     };
     let app = router(state);
     let socket = bind_unix(&config)?;
@@ -250,7 +257,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ledger.size()
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     {
         let app = app.clone();
@@ -294,6 +300,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
     watchdog.abort();
+    if let Some((_, task)) = hsm_monitor {
+        let _ = task.await;
+    }
     if let Some(exports) = exports {
         let _ = exports.await;
     }
@@ -315,6 +324,51 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     println!("cairnd stopped");
     Ok(())
+}
+
+/// The ledger's keys: software files in `STATE_DIR/keys`, or, with
+/// `hw.hsm`, the identity key in the HSM and the other two in files (with
+/// the operational key refusing while the HSM is lost, under
+/// `hw.hsm_lost = "refuse-records"`). Creates missing keys in demo mode.
+fn open_keys(
+    config: &Config,
+    create: bool,
+    refusing: &Arc<AtomicBool>,
+) -> anyhow::Result<(Keyring, Option<Arc<cairn_hw::hsm::HsmSigner>>)> {
+    let keys_dir = crate::cli::keys_dir(&config.state_dir);
+    let software = keys_dir.join("identity.key").exists();
+    let Some(device) = &config.hw.hsm else {
+        if let Some(m) = crate::hsm::Marker::read(&keys_dir)? {
+            bail!(
+                "this ledger's identity key is held by the HSM created on {} ({}): set hw.hsm",
+                m.path.display(),
+                keys_dir.join(crate::hsm::MARKER_FILE).display()
+            );
+        }
+        let keys = if software {
+            Keyring::load(&keys_dir)?
+        } else if create {
+            Keyring::create(&keys_dir, &crate::cli::default_origin())?
+        } else {
+            bail!(
+                "no keys in {}: create them with `cairn keys init --dir {}`",
+                keys_dir.display(),
+                config.state_dir.display()
+            );
+        };
+        return Ok((keys, None));
+    };
+    let timing = crate::hsm::timing(&config.hw);
+    let marked = keys_dir.join(crate::hsm::MARKER_FILE).exists();
+    let (mut keys, hsm) = if create && !marked && !software {
+        crate::hsm::create_keys(&keys_dir, device, &crate::cli::default_origin(), timing)?
+    } else {
+        crate::hsm::load_keys(&keys_dir, device, timing)?
+    };
+    if config.hw.hsm_lost == HsmLostPolicy::RefuseRecords {
+        keys.operational = Box::new(crate::hsm::Guarded::new(keys.operational, refusing.clone()));
+    }
+    Ok((keys, Some(hsm)))
 }
 
 /// After a crash, finds the requests of the last run that have no result
