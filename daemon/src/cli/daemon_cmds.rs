@@ -57,6 +57,16 @@ pub(super) fn status(at: &DaemonAt, json: bool) -> anyhow::Result<ExitCode> {
                 .map_or("none yet".into(), |s| format!("covers {s} records"))
         );
         println!("uptime      {} s", h["uptime_s"]);
+        if let Some(device) = h["hsm"]["device"].as_str() {
+            match h["hsm"]["state"].as_str() {
+                Some("present") => println!("HSM         {device}: present (identity key)"),
+                _ => println!(
+                    "HSM         {device}: LOST ({}): no checkpoint is signed until it is back; records: {}",
+                    h["hsm"]["why"].as_str().unwrap_or("?"),
+                    h["hsm"]["policy"].as_str().unwrap_or("?")
+                ),
+            }
+        }
         if let Some(fault) = h["fault"].as_str() {
             println!("FAULT       {fault}");
         }
