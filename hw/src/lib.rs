@@ -4,12 +4,14 @@
 //! emulated backend. Signers here implement `cairn_attest::keys::Signer`,
 //! so the ledger cannot tell a device-held key from a software one.
 //!
-//! Done: the serial HSM ([`hsm`]) and the TPM 2.0 ([`tpm`]; the real one
-//! behind the cargo feature `tpm`, the emulated one always). To come (see
-//! the README's roadmap): USB export through UDisks2.
+//! Done: the serial HSM ([`hsm`]), the TPM 2.0 ([`tpm`]; the real one
+//! behind the cargo feature `tpm`, the emulated one always), and USB export
+//! media through UDisks2 on D-Bus ([`usb`]; the emulated sticks are a
+//! UDisks2 look-alike on a private bus).
 //!
 //! This crate knows no HTTP, configuration or daemon: `cairnd` decides
 //! what to do when a device is lost.
 
 pub mod hsm;
 pub mod tpm;
+pub mod usb;
