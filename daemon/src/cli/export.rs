@@ -10,12 +10,8 @@ use cairn_attest::bundle;
 use cairn_attest::ledger_files::LedgerFiles;
 
 use crate::client::{checkpoint_now, request};
+use crate::server::records::ExportMedium;
 
-/// Writes a bundle of the ledger in `ledger` into a new directory in `to`.
-/// With a daemon at `socket` (default: the ledger's `cairnd.sock`, when a
-/// daemon answers there), asks it to checkpoint first, so the bundle holds
-/// every record so far, and to record the export before the bundle gets
-/// its name; without one, exports up to the last checkpoint, unrecorded.
 /// How much of the log a bundle holds.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Extent {
@@ -27,14 +23,35 @@ pub(super) enum Extent {
     From(u64),
 }
 
-pub(super) fn run(
+/// What [`write`] did.
+pub(super) struct Written {
+    /// The bundle.
+    pub exported: bundle::Exported,
+    /// Its `ledger.export` record (the daemon's receipt), when a daemon
+    /// recorded it.
+    pub record: Option<serde_json::Value>,
+    /// The socket asked (or tried) for the record.
+    pub socket: PathBuf,
+    /// Whether the bundle carries `verify.html`.
+    pub with_verifier: bool,
+}
+
+/// Writes a bundle of the ledger in `ledger` into a new directory in `to`.
+/// With a daemon at `socket` (default: the ledger's `cairnd.sock`, when a
+/// daemon answers there), asks it to checkpoint first, so the bundle holds
+/// every record so far, and to record the export (with `medium`, when
+/// given) before the bundle gets its name; without one, exports up to the
+/// last checkpoint, unrecorded. `ready` is called with the bundle's
+/// smallest possible size, in bytes, before anything is written.
+pub(super) fn write(
     ledger: &Path,
     to: &Path,
     socket: Option<PathBuf>,
     verifier: Option<&Path>,
     extent: Extent,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+    medium: Option<&ExportMedium>,
+    ready: impl FnOnce(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<Written> {
     let page = crate::verifier_page::load(verifier)?;
     let explicit = socket.is_some();
     let socket = socket.unwrap_or_else(|| ledger.join("cairnd.sock"));
@@ -52,6 +69,17 @@ pub(super) fn run(
         Extent::Full => None,
         Extent::From(f) => Some(f),
     };
+    // At least the records it holds (from the predecessor on) and the
+    // checkpoints.
+    let at_least = log
+        .entries
+        .iter()
+        .skip(from.map_or(0, |f| f.saturating_sub(1)) as usize)
+        .chain(&log.checkpoints)
+        .map(|s| s.bytes.len() as u64)
+        .sum::<u64>()
+        + page.as_ref().map_or(0, |p| p.len() as u64);
+    ready(at_least)?;
     let opts = bundle::ExportOptions {
         now,
         verifier: page.as_deref(),
@@ -63,13 +91,16 @@ pub(super) fn run(
             return Ok(());
         };
         let m = &e.manifest;
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "bundle": e.dir.file_name().map(|n| n.to_string_lossy()),
             "records": m.records,
             "root": m.root,
             "identity_fingerprint": m.identity_fingerprint,
             "sums_sha256": e.sums_sha256,
         });
+        if let Some(medium) = medium {
+            body["medium"] = serde_json::json!(medium);
+        }
         let answer = request(
             socket,
             "POST",
@@ -85,6 +116,29 @@ pub(super) fn run(
         Ok(())
     })
     .with_context(|| format!("cannot export to {}", to.display()))?;
+    Ok(Written {
+        exported,
+        record,
+        socket,
+        with_verifier: page.is_some(),
+    })
+}
+
+/// `cairn export --to DIR`: [`write`], and what was written, printed.
+pub(super) fn run(
+    ledger: &Path,
+    to: &Path,
+    socket: Option<PathBuf>,
+    verifier: Option<&Path>,
+    extent: Extent,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Written {
+        exported,
+        record,
+        socket,
+        with_verifier,
+    } = write(ledger, to, socket, verifier, extent, None, |_| Ok(()))?;
     let m = &exported.manifest;
     if json {
         println!(
@@ -105,7 +159,7 @@ pub(super) fn run(
         m.records, m.root
     );
     println!("identity    {}", m.identity_fingerprint);
-    if page.is_none() {
+    if !with_verifier {
         println!(
             "verify.html not included (none at {}; pass --verifier PATH)",
             crate::verifier_page::INSTALLED

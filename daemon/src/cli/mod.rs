@@ -7,6 +7,7 @@ mod bench_inference;
 mod daemon_cmds;
 mod evidence;
 mod export;
+mod export_usb;
 mod inventory;
 mod keys;
 mod log_at;
@@ -76,7 +77,9 @@ enum Command {
     /// `cairn-export-SIZE-TIME-ROOT` inside `--to`. When the ledger's
     /// daemon runs, it checkpoints first and records the export
     /// (`ledger.export`); otherwise the bundle stops at the last checkpoint
-    /// and the export is not recorded.
+    /// and the export is not recorded. With `--usb`, onto a USB stick
+    /// through UDisks2: mounted, written, read back and verified, unmounted
+    /// and powered off.
     Export {
         /// The ledger (state) directory; a running daemon's is fine (its
         /// journals are only appended to).
@@ -101,8 +104,14 @@ enum Command {
         from_size: Option<u64>,
         /// The directory to write the bundle into (it must exist: a mounted
         /// stick, for instance).
-        #[arg(long)]
-        to: PathBuf,
+        #[arg(long, required_unless_present = "usb", conflicts_with = "usb")]
+        to: Option<PathBuf>,
+        /// Write to the USB stick plugged in (or the one this label, UUID,
+        /// serial or device names), found and mounted through UDisks2 on
+        /// the system bus (DBUS_SYSTEM_BUS_ADDRESS when set), then read it
+        /// back, verify it, unmount the stick and power it off.
+        #[arg(long, value_name = "STICK", num_args = 0..=1, default_missing_value = "")]
+        usb: Option<String>,
         /// Print the manifest as JSON.
         #[arg(long)]
         json: bool,
@@ -217,6 +226,7 @@ pub fn main() -> ExitCode {
         Command::Export {
             ledger,
             to,
+            usb,
             socket,
             verifier,
             full,
@@ -228,7 +238,16 @@ pub fn main() -> ExitCode {
                 (false, Some(f)) => export::Extent::From(f),
                 (false, None) => export::Extent::SincePrevious,
             };
-            export::run(&ledger, &to, socket, verifier.as_deref(), extent, json)
+            match (usb, to) {
+                (Some(stick), _) => {
+                    let stick = Some(stick.as_str()).filter(|s| !s.is_empty());
+                    export_usb::run(&ledger, stick, socket, verifier.as_deref(), extent, json)
+                }
+                (None, Some(to)) => {
+                    export::run(&ledger, &to, socket, verifier.as_deref(), extent, json)
+                }
+                (None, None) => unreachable!("clap requires --to or --usb"),
+            }
         }
         Command::Evidence(args) => evidence::run(args),
         Command::Inventory(args) => inventory::run(args),

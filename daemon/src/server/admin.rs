@@ -113,6 +113,9 @@ struct ExportDone {
     root: String,
     identity_fingerprint: String,
     sums_sha256: String,
+    /// The USB stick, for `cairn export --usb`.
+    #[serde(default)]
+    medium: Option<super::records::ExportMedium>,
 }
 
 /// Records an export of the log (`ledger.export`), after checking that it
@@ -137,6 +140,11 @@ pub(super) async fn record_export(
             "not an export: bundle must be a cairn-export-… name and sums_sha256 64 hex digits",
         ));
     }
+    if e.medium.as_ref().is_some_and(|m| !m.is_plausible()) {
+        return Err(ApiError::bad_request(
+            "medium: label, uuid, serial, model and device must be printable, at most 128 bytes each",
+        ));
+    }
     let size = e.records;
     let root = on_ledger(&s, move |l| Ok(l.root(size)))
         .await?
@@ -157,6 +165,7 @@ pub(super) async fn record_export(
                 root: &e.root,
                 identity_fingerprint: &e.identity_fingerprint,
                 sums_sha256: &e.sums_sha256,
+                medium: e.medium.as_ref(),
             },
         ))
         .await?;

@@ -91,6 +91,7 @@ fn export_once(
                 root: &m.root,
                 identity_fingerprint: &m.identity_fingerprint,
                 sums_sha256: &e.sums_sha256,
+                medium: None,
             },
         );
         let receipt = handle

@@ -63,19 +63,58 @@ pub struct ExportFacts<'a> {
     pub identity_fingerprint: &'a str,
     /// SHA-256 of its `SHA256SUMS`, hex.
     pub sums_sha256: &'a str,
+    /// The USB stick it was written to, for `cairn export --usb`.
+    pub medium: Option<&'a ExportMedium>,
+}
+
+/// The USB stick an export was written to, as UDisks2 described it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportMedium {
+    /// The filesystem's label.
+    #[serde(default)]
+    pub label: String,
+    /// The filesystem's UUID.
+    #[serde(default)]
+    pub uuid: String,
+    /// The drive's serial number.
+    #[serde(default)]
+    pub serial: String,
+    /// The drive's vendor and model.
+    #[serde(default)]
+    pub model: String,
+    /// The device node, e.g. `/dev/sdb1`.
+    #[serde(default)]
+    pub device: String,
+}
+
+impl ExportMedium {
+    /// Whether every field is short printable text (it goes into the log
+    /// as the caller sent it).
+    pub fn is_plausible(&self) -> bool {
+        [
+            &self.label,
+            &self.uuid,
+            &self.serial,
+            &self.model,
+            &self.device,
+        ]
+        .iter()
+        .all(|f| f.len() <= 128 && !f.chars().any(char::is_control))
+    }
 }
 
 /// The `ledger.export` record of an export by `actor`.
 pub fn export(actor: Actor, e: &ExportFacts<'_>) -> RecordDraft {
-    RecordDraft::new(
-        "ledger.export",
-        actor,
-        serde_json::json!({
-            "bundle": e.bundle,
-            "records": e.records,
-            "root": e.root,
-            "identity_fingerprint": e.identity_fingerprint,
-            "sums_sha256": e.sums_sha256,
-        }),
-    )
+    let mut body = serde_json::json!({
+        "bundle": e.bundle,
+        "records": e.records,
+        "root": e.root,
+        "identity_fingerprint": e.identity_fingerprint,
+        "sums_sha256": e.sums_sha256,
+    });
+    if let Some(m) = e.medium {
+        body["medium"] = serde_json::json!(m);
+    }
+    RecordDraft::new("ledger.export", actor, body)
 }
