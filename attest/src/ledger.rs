@@ -17,10 +17,12 @@
 //! groups it finds with one write and one `fdatasync` each, indexes them
 //! and answers every caller of the group, until no contiguous entry is
 //! left. A lone record thus passes two threads only: its signer and its
-//! caller. Nothing is acknowledged before it is durable. If a signature
-//! fails, every later record chained to it is refused and the sequence
-//! rewinds; if a durable write fails, the ledger refuses all further
-//! appends until it is reopened.
+//! caller. Checkpoints are signed and written by a thread of their own,
+//! so a slow identity key (a device) never delays records. Nothing is
+//! acknowledged before it is durable. If a signature fails, every later
+//! record chained to it is refused and the sequence rewinds; if a durable
+//! write fails, the ledger refuses all further appends until it is
+//! reopened.
 //!
 //! On open the index is reconciled with the journals: complete frames past
 //! the indexed end are checked (sequence, chain, signature) and indexed; a
@@ -151,7 +153,7 @@ pub struct Ledger {
     shared: Arc<Shared>,
     sign_jobs: Option<crossbeam_channel::Sender<SignJob>>,
     signers: Vec<JoinHandle<()>>,
-    clock: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
     recovery: Recovery,
 }
 
@@ -183,14 +185,10 @@ struct Shared {
     queue: Mutex<Queue>,
     queue_cv: Condvar,
     state: Mutex<State>,
-    /// The journals; held by whichever thread is the writer.
-    files: Mutex<Files>,
-}
-
-/// The journals appends and checkpoints go to.
-struct Files {
-    journal: Journal,
-    cp_journal: Journal,
+    /// The records journal; held by whichever thread is the writer.
+    journal: Mutex<Journal>,
+    /// The checkpoints journal; held by the checkpointer.
+    cp_journal: Mutex<Journal>,
 }
 
 struct Sequencer {
@@ -508,15 +506,13 @@ impl Ledger {
                 last_checkpoint_at: Instant::now(),
                 poisoned: None,
             }),
-            files: Mutex::new(Files {
-                journal,
-                cp_journal,
-            }),
+            journal: Mutex::new(journal),
+            cp_journal: Mutex::new(cp_journal),
         });
-        let clock_shared = shared.clone();
-        let clock = std::thread::Builder::new()
-            .name("cairn-ledger-clock".into())
-            .spawn(move || clock_shared.clock_loop())
+        let checkpointer_shared = shared.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("cairn-ledger-checkpointer".into())
+            .spawn(move || checkpointer_shared.checkpointer_loop())
             .map_err(|e| Error::io(dir, e))?;
         let (sign_jobs, jobs) = crossbeam_channel::unbounded::<SignJob>();
         let threads = match shared.config.signing_threads {
@@ -532,7 +528,7 @@ impl Ledger {
             shared: shared.clone(),
             sign_jobs: Some(sign_jobs),
             signers: Vec::new(),
-            clock: Some(clock),
+            checkpointer: Some(checkpointer),
             recovery,
         };
         for i in 0..threads {
@@ -659,15 +655,8 @@ impl Ledger {
     /// Makes and durably stores a checkpoint of the current log now.
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         let (tx, rx) = sync_channel(1);
-        let write_now = {
-            let mut q = lock(&self.shared.queue);
-            q.checkpoint_requests.push(tx);
-            !std::mem::replace(&mut q.writing, true)
-        };
-        // Otherwise the thread writing now makes it before it stops.
-        if write_now {
-            self.shared.write_queued();
-        }
+        lock(&self.shared.queue).checkpoint_requests.push(tx);
+        self.shared.queue_cv.notify_all();
         wait(rx)
     }
 
@@ -929,42 +918,32 @@ impl Shared {
     }
 
     /// The writer's loop, run by the thread that set [`Queue::writing`]:
-    /// commits contiguous groups and makes the checkpoints asked for or
-    /// due, until nothing is left, then clears the flag. Whoever queues work
-    /// while the flag is set leaves it to this loop; the flag is tested and
-    /// cleared under the queue's lock, so no work is stranded.
+    /// commits contiguous groups until none is left, then clears the flag.
+    /// Whoever queues a record while the flag is set leaves it to this
+    /// loop; the flag is tested and cleared under the queue's lock, so no
+    /// record is stranded.
     fn write_queued(&self) {
-        let mut files = lock(&self.files);
+        let mut journal = lock(&self.journal);
         loop {
-            let work = {
+            let group = {
                 let mut q = lock(&self.queue);
-                match self.next_work(&mut q) {
-                    Some(work) => work,
+                match self.next_group(&mut q) {
+                    Some(group) => group,
                     None => {
                         q.writing = false;
                         return;
                     }
                 }
             };
-            match work {
-                Work::Checkpoint(waiters) => {
-                    let r = self.make_checkpoint(&mut files);
-                    for w in waiters {
-                        let _ = w.send(
-                            r.as_ref()
-                                .map(|(_, b)| b.clone())
-                                .map_err(|e| Error::Invalid(e.to_string())),
-                        );
-                    }
-                }
-                Work::Group(group) => self.commit(&mut files, group),
-            }
+            self.commit(&mut journal, group);
         }
     }
 
-    /// Checkpoints by time: wakes at least once a second and, when a
-    /// checkpoint is due and nobody is writing, writes it.
-    fn clock_loop(&self) {
+    /// The checkpointer's loop: makes the checkpoints asked for, and those
+    /// due by count (the writer wakes it) or by time (it wakes at least
+    /// once a second). Signing a checkpoint can be slow (a device holding
+    /// the identity key), so it happens here, apart from record writes.
+    fn checkpointer_loop(&self) {
         let tick = self
             .config
             .checkpoint_every
@@ -972,18 +951,36 @@ impl Shared {
             .min(Duration::from_secs(1));
         let mut q = lock(&self.queue);
         while !q.shutdown {
-            q = self
-                .queue_cv
-                .wait_timeout(q, tick)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-            if !q.shutdown && !q.writing && self.checkpoint_due() {
-                q.writing = true;
-                drop(q);
-                self.write_queued();
-                q = lock(&self.queue);
+            if q.checkpoint_requests.is_empty() && !self.checkpoint_due() {
+                q = self
+                    .queue_cv
+                    .wait_timeout(q, tick)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+                continue;
+            }
+            let waiters = std::mem::take(&mut q.checkpoint_requests);
+            drop(q);
+            let r = self.make_checkpoint();
+            for w in waiters {
+                let _ = w.send(
+                    r.as_ref()
+                        .map(|(_, b)| b.clone())
+                        .map_err(|e| Error::Invalid(e.to_string())),
+                );
+            }
+            q = lock(&self.queue);
+            if r.is_err() && q.checkpoint_requests.is_empty() {
+                // Cadence retries at the next tick, not in a loop.
+                q = self
+                    .queue_cv
+                    .wait_timeout(q, tick)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
             }
         }
+        // Requests that came with the close are answered by the final
+        // checkpoint.
     }
 }
 
@@ -1001,7 +998,7 @@ impl Drop for Ledger {
             std::mem::take(&mut q.slots)
         };
         s.queue_cv.notify_all();
-        if let Some(c) = self.clock.take() {
+        if let Some(c) = self.checkpointer.take() {
             let _ = c.join();
         }
         // Anything left cannot be contiguous with the log.
@@ -1011,7 +1008,14 @@ impl Drop for Ledger {
             )));
         }
         // A clean close leaves every record covered by a checkpoint.
-        let _ = s.make_checkpoint(&mut lock(&s.files));
+        let last = s.make_checkpoint();
+        for w in std::mem::take(&mut lock(&s.queue).checkpoint_requests) {
+            let _ = w.send(
+                last.as_ref()
+                    .map(|(_, b)| b.clone())
+                    .map_err(|e| Error::Invalid(e.to_string())),
+            );
+        }
         let _ = s.db.flush();
     }
 }
@@ -1114,38 +1118,29 @@ fn durable_index_flush(db: &sled::Db, dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(&f, e))
 }
 
-enum Work {
-    Group(Vec<(u64, Slot)>),
-    Checkpoint(Vec<SyncSender<Result<Vec<u8>>>>),
-}
-
 impl Shared {
-    /// The next work for the writer, if any: the contiguous group at the
-    /// log's end, else checkpoints asked for or due.
-    fn next_work(&self, q: &mut Queue) -> Option<Work> {
+    /// The contiguous group at the log's end, if its first entry is queued.
+    fn next_group(&self, q: &mut Queue) -> Option<Vec<(u64, Slot)>> {
         let next = lock(&self.state).size;
-        if q.slots.contains_key(&next) {
-            let mut group = Vec::new();
-            let mut bytes = 0usize;
-            let mut seq = next;
-            while group.len() < self.config.max_group_records && bytes < MAX_GROUP_BYTES / 2 {
-                let Some(slot) = q.slots.remove(&seq) else {
-                    break;
-                };
-                bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0);
-                let failed = slot.sealed.is_err();
-                group.push((seq, slot));
-                seq += 1;
-                if failed {
-                    break;
-                }
+        if !q.slots.contains_key(&next) {
+            return None;
+        }
+        let mut group = Vec::new();
+        let mut bytes = 0usize;
+        let mut seq = next;
+        while group.len() < self.config.max_group_records && bytes < MAX_GROUP_BYTES / 2 {
+            let Some(slot) = q.slots.remove(&seq) else {
+                break;
+            };
+            bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0);
+            let failed = slot.sealed.is_err();
+            group.push((seq, slot));
+            seq += 1;
+            if failed {
+                break;
             }
-            return Some(Work::Group(group));
         }
-        if !q.checkpoint_requests.is_empty() {
-            return Some(Work::Checkpoint(std::mem::take(&mut q.checkpoint_requests)));
-        }
-        self.checkpoint_due().then(|| Work::Checkpoint(Vec::new()))
+        Some(group)
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -1166,11 +1161,11 @@ impl Shared {
                 .is_some_and(|d| st.last_checkpoint_at.elapsed() >= d)
     }
 
-    fn commit(&self, files: &mut Files, group: Vec<(u64, Slot)>) {
+    fn commit(&self, journal: &mut Journal, group: Vec<(u64, Slot)>) {
         let (ok, failed): (Vec<_>, Vec<_>) =
             group.into_iter().partition(|(_, sl)| sl.sealed.is_ok());
         if !ok.is_empty() {
-            match self.write_group(files, &ok) {
+            match self.write_group(journal, &ok) {
                 Ok(receipts) => {
                     for ((_, slot), r) in ok.into_iter().zip(receipts) {
                         (slot.reply)(Ok(r));
@@ -1222,12 +1217,11 @@ impl Shared {
             (slot.reply)(Err(err));
         }
         if self.checkpoint_due() {
-            // Errors are kept for on-demand requests; cadence retries later.
-            let _ = self.make_checkpoint(files);
+            self.queue_cv.notify_all();
         }
     }
 
-    fn write_group(&self, files: &mut Files, group: &[(u64, Slot)]) -> Result<Vec<Receipt>> {
+    fn write_group(&self, journal: &mut Journal, group: &[(u64, Slot)]) -> Result<Vec<Receipt>> {
         let sled_err = |source| Error::Index {
             path: self.dir.join(INDEX_DIR),
             source,
@@ -1253,7 +1247,6 @@ impl Shared {
             .iter()
             .filter_map(|(_, sl)| sl.sealed.as_deref().ok())
             .collect();
-        let journal = &mut files.journal;
         let offsets = std::thread::scope(|scope| {
             let flush =
                 with_payloads.then(|| scope.spawn(|| durable_index_flush(&self.db, &self.dir)));
@@ -1301,7 +1294,11 @@ impl Shared {
         Ok(receipts)
     }
 
-    fn make_checkpoint(&self, files: &mut Files) -> Result<(Checkpoint, Vec<u8>)> {
+    /// Signs a checkpoint of the log as it is now and appends it to the
+    /// checkpoints journal (one checkpointer at a time: it holds that lock
+    /// throughout, so checkpoints are appended in order of size).
+    fn make_checkpoint(&self) -> Result<(Checkpoint, Vec<u8>)> {
+        let mut cp_journal = lock(&self.cp_journal);
         let (size, root) = {
             let st = lock(&self.state);
             if let Some(p) = &st.poisoned {
@@ -1320,7 +1317,7 @@ impl Shared {
             root,
         };
         let signed = cp.sign(&self.keys)?;
-        let offset = files.cp_journal.append(&[&signed])?[0];
+        let offset = cp_journal.append(&[&signed])?[0];
         let loc = Location {
             offset,
             len: signed.len() as u32,
