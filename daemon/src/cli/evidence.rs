@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::{Args as ClapArgs, ValueEnum};
 
-use super::log_at::{self, LogAt};
+use super::log_at::{self, LogArgs, LogAt};
 use super::output::Output;
 use crate::evidence::framework::Framework;
 use crate::evidence::period::{self, parse_date, Period};
@@ -18,8 +18,8 @@ use crate::evidence::{self, Input};
 /// `cairn evidence` arguments.
 #[derive(ClapArgs)]
 pub(super) struct Args {
-    /// A ledger (state) directory or an export bundle.
-    path: PathBuf,
+    #[command(flatten)]
+    source: LogArgs,
     /// The first day of the period, YYYY-MM-DD (UTC; default: the day of
     /// the log's first record).
     #[arg(long)]
@@ -37,17 +37,6 @@ pub(super) struct Args {
     /// Where to write the report (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The identity key the log must have (verifier key or fingerprint).
-    #[arg(long)]
-    key: Option<String>,
-    /// Compute the report at the checkpoint of this many records (as an
-    /// earlier report names it), instead of the last one.
-    #[arg(long)]
-    at: Option<u64>,
-    /// The daemon's socket, for a running daemon's ledger (default:
-    /// `cairnd.sock` in the ledger directory, if a daemon answers there).
-    #[arg(long)]
-    socket: Option<PathBuf>,
     /// Longest stretch without an export that is not reported as a gap,
     /// in days.
     #[arg(long, default_value_t = 2.0)]
@@ -114,14 +103,20 @@ pub(super) fn run(a: Args) -> anyhow::Result<ExitCode> {
         Period::new(f, t)?;
     }
     let out = Output::open(a.out.as_deref())?;
-    let log = log_at::read(&a.path, a.socket.as_deref(), a.at, a.key.clone())?;
+    let log = log_at::read(&a.source)?;
     let first_day = log.records.first().and_then(|r| period::day_of(&r.time));
     let last_day = log.records.last().and_then(|r| period::day_of(&r.time));
     let Some(from) = from.or(first_day) else {
-        bail!("{}: no readable record to report on", a.path.display());
+        bail!(
+            "{}: no readable record to report on",
+            a.source.path.display()
+        );
     };
     let Some(to) = to.or(last_day.map(|l| l.max(from))) else {
-        bail!("{}: no readable record to report on", a.path.display());
+        bail!(
+            "{}: no readable record to report on",
+            a.source.path.display()
+        );
     };
     let period = Period::new(from, to)?;
     if let Some(why) = evidence::before_log(&period, &log.records) {
@@ -169,12 +164,12 @@ fn input<'a>(a: &Args, log: &'a LogAt, period: Period) -> Input<'a> {
         period,
         frameworks: frameworks(&a.framework),
         source: Source {
-            path: a.path.display().to_string(),
+            path: a.source.path.display().to_string(),
             kind: log.kind.to_owned(),
             daemon_running: log.daemon_running,
             origin: r.origin.clone(),
             identity_fingerprint: r.identity.as_ref().map(|(_, fp)| fp.clone()),
-            key_pinned: a.key.is_some(),
+            key_pinned: a.source.key.is_some(),
         },
         checkpoint: Some(CheckpointInfo {
             size: log.checkpoint.size,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, ValueEnum};
 
-use super::log_at;
+use super::log_at::{self, LogArgs};
 use super::output::Output;
 use crate::evidence::inventory::{cyclonedx, random_serial, Appliance};
 use crate::evidence::models::{ModelFacts, Pool};
@@ -14,8 +14,8 @@ use crate::evidence::models::{ModelFacts, Pool};
 /// `cairn inventory` arguments.
 #[derive(ClapArgs)]
 pub(super) struct Args {
-    /// A ledger (state) directory or an export bundle.
-    path: PathBuf,
+    #[command(flatten)]
+    source: LogArgs,
     /// `cyclonedx` (a CycloneDX 1.6 JSON ML-BOM) or `json` (the facts of
     /// each model's `model.loaded` record).
     #[arg(long, value_enum, default_value_t = Format::Cyclonedx)]
@@ -23,17 +23,6 @@ pub(super) struct Args {
     /// Where to write it (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// The identity key the log must have (verifier key or fingerprint).
-    #[arg(long)]
-    key: Option<String>,
-    /// Read the log at the checkpoint of this many records instead of the
-    /// last one.
-    #[arg(long)]
-    at: Option<u64>,
-    /// The daemon's socket, for a running daemon's ledger (default:
-    /// `cairnd.sock` in the ledger directory, if a daemon answers there).
-    #[arg(long)]
-    socket: Option<PathBuf>,
 }
 
 /// A `--format` value.
@@ -49,13 +38,13 @@ enum Format {
 /// does not verify gets none (exit status 1).
 pub(super) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let out = Output::open(a.out.as_deref())?;
-    let log = log_at::read(&a.path, a.socket.as_deref(), a.at, a.key)?;
+    let log = log_at::read(&a.source)?;
     if let Some(f) = log.report.findings.first() {
         eprintln!(
             "cairn inventory: the log does not verify ({}: {}); no inventory is made from it (run `cairn verify {}`)",
             f.subject,
             f.why,
-            a.path.display()
+            a.source.path.display()
         );
         return Ok(ExitCode::from(super::EXIT_INVALID));
     }

@@ -3,7 +3,7 @@
 //! an export bundle, verified as `cairn verify` verifies it, then cut at
 //! one signed checkpoint, with the records that checkpoint covers parsed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -19,6 +19,25 @@ use rayon::prelude::*;
 use super::verify::Opened;
 use crate::client::checkpoint_now;
 use crate::evidence::Checkpoints;
+
+/// Which log a report reads, and at which checkpoint (the arguments
+/// `cairn evidence` and `cairn inventory` share).
+#[derive(clap::Args)]
+pub(super) struct LogArgs {
+    /// A ledger (state) directory or an export bundle.
+    pub path: PathBuf,
+    /// The identity key the log must have (verifier key or fingerprint).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Read the log at the checkpoint of this many records (as an earlier
+    /// report names it) instead of the last one.
+    #[arg(long)]
+    pub at: Option<u64>,
+    /// The daemon's socket, for a running daemon's ledger (default:
+    /// `cairnd.sock` in the ledger directory, if a daemon answers there).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+}
 
 /// A verified log at one checkpoint.
 pub(super) struct LogAt {
@@ -43,16 +62,17 @@ pub(super) struct LogAt {
     pub kind: &'static str,
 }
 
-/// Reads the log at `path` at its checkpoint of `at` records (default: the
-/// last), verifying it with `key` pinned if given. `socket`: the daemon
-/// of a ledger directory (default: its `cairnd.sock`, if one answers;
-/// given, it must answer).
-pub(super) fn read(
-    path: &Path,
-    socket: Option<&Path>,
-    at: Option<u64>,
-    key: Option<String>,
-) -> anyhow::Result<LogAt> {
+/// Reads the log at `source.path` at its checkpoint of `source.at` records
+/// (default: the last), verifying it with `source.key` pinned if given.
+/// `source.socket`: the daemon of a ledger directory (default: its
+/// `cairnd.sock`, if one answers; given, it must answer).
+pub(super) fn read(source: &LogArgs) -> anyhow::Result<LogAt> {
+    let (path, socket, at, key) = (
+        source.path.as_path(),
+        source.socket.as_deref(),
+        source.at,
+        source.key.clone(),
+    );
     // The daemon checkpoints before the journals are mapped, so the
     // mapping holds its checkpoint.
     let daemon_running = if bundle::is_bundle(path) {
