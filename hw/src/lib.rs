@@ -13,5 +13,6 @@
 //! what to do when a device is lost.
 
 pub mod hsm;
+mod state_file;
 pub mod tpm;
 pub mod usb;

@@ -33,7 +33,6 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use ed25519_dalek::Signer as _;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -143,22 +142,7 @@ impl EmulatedTpm {
         for (i, v) in self.pcrs.iter().enumerate() {
             text.push_str(&format!("pcr{i} {}\n", hex::encode(v)));
         }
-        let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()?;
+        crate::state_file::replace_private(&self.path, text.as_bytes())?;
         Ok(())
     }
 

@@ -83,7 +83,10 @@ impl Swtpm {
             .spawn()
             .expect("swtpm (apt-get install swtpm)");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Ready when both its ports answer: the TCTI opens the control
+        // port as well as the command port.
+        let listening = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
+        while !(listening(port) && listening(port + 1)) {
             if child.try_wait().unwrap().is_some() {
                 return false;
             }
