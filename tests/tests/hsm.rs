@@ -216,24 +216,20 @@ fn refuse_records_policy_refuses_while_the_hsm_is_lost() {
 #[test]
 fn a_missing_or_wrong_device_stops_the_start_with_a_clear_error() {
     let (s, emu) = setup(&[], "");
+    let start_fails_with = |why: &str| {
+        let out = workspace_command("cairnd")
+            .arg("--config")
+            .arg(&s.config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{err}");
+    };
     emu.unplug();
-    let out = workspace_command("cairnd")
-        .arg("--config")
-        .arg(&s.config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot open the HSM"), "{err}");
+    start_fails_with("cannot open the HSM");
     // Another device (another key) at the configured path is refused.
     let other = s.emu_state.with_file_name("other.state");
     let _other = Emulator::start(&other, &s.link, &[]);
-    let out = workspace_command("cairnd")
-        .arg("--config")
-        .arg(&s.config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("wrong device"), "{err}");
+    start_fails_with("wrong device");
 }

@@ -79,6 +79,8 @@ struct Emu {
 impl Emu {
     fn start(bus: &Bus, dir: &Path, sticks: &[String]) -> Emu {
         let ready = dir.join("emu.ready");
+        // An earlier emulator's file would read as this one being ready.
+        let _ = std::fs::remove_file(&ready);
         let mut cmd = workspace_command("cairn-udisks-emu");
         cmd.args(["--address", &bus.address, "--media"])
             .arg(dir.join("media"))

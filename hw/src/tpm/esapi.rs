@@ -42,8 +42,9 @@ use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
     Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme,
     KeyedHashScheme, NvPublicBuilder, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private,
-    Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
-    Signature, SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
+    Public, PublicBuilder, PublicEccParameters, PublicEccParametersBuilder,
+    PublicKeyedHashParameters, SensitiveData, Signature, SignatureScheme, SymmetricDefinition,
+    SymmetricDefinitionObject,
 };
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, TctiNameConf};
@@ -78,59 +79,54 @@ fn selection_list(selection: PcrSelection) -> Result<PcrSelectionList, TpmError>
 }
 
 fn storage_key_template() -> Result<Public, TpmError> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_decrypt(true)
-        .with_restricted(true)
-        .build()
-        .map_err(dev)?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::Ecc)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new_restricted_decryption_key(
-                SymmetricDefinitionObject::AES_128_CFB,
-                EccCurve::NistP256,
-            )
-            .build()
-            .map_err(dev)?,
+    restricted_p256_template(
+        |a| a.with_no_da(true).with_decrypt(true),
+        PublicEccParametersBuilder::new_restricted_decryption_key(
+            SymmetricDefinitionObject::AES_128_CFB,
+            EccCurve::NistP256,
         )
-        .with_ecc_unique_identifier(EccPoint::default())
         .build()
-        .map_err(dev)
+        .map_err(dev)?,
+    )
 }
 
 fn ak_template() -> Result<Public, TpmError> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_sign_encrypt(true)
-        .with_restricted(true)
-        .build()
-        .map_err(dev)?;
+    restricted_p256_template(
+        |a| a.with_sign_encrypt(true),
+        PublicEccParametersBuilder::new()
+            .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)))
+            .with_curve(EccCurve::NistP256)
+            .with_is_signing_key(true)
+            .with_is_decryption_key(false)
+            .with_restricted(true)
+            .with_symmetric(SymmetricDefinitionObject::Null)
+            .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+            .build()
+            .map_err(dev)?,
+    )
+}
+
+/// A restricted P-256 primary key made in the TPM and bound to it (the
+/// storage key and the AK), with `purpose`'s attributes and `parameters`.
+fn restricted_p256_template(
+    purpose: impl FnOnce(ObjectAttributesBuilder) -> ObjectAttributesBuilder,
+    parameters: PublicEccParameters,
+) -> Result<Public, TpmError> {
+    let attributes = purpose(
+        ObjectAttributesBuilder::new()
+            .with_fixed_tpm(true)
+            .with_fixed_parent(true)
+            .with_sensitive_data_origin(true)
+            .with_user_with_auth(true)
+            .with_restricted(true),
+    )
+    .build()
+    .map_err(dev)?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
         .with_object_attributes(attributes)
-        .with_ecc_parameters(
-            PublicEccParametersBuilder::new()
-                .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)))
-                .with_curve(EccCurve::NistP256)
-                .with_is_signing_key(true)
-                .with_is_decryption_key(false)
-                .with_restricted(true)
-                .with_symmetric(SymmetricDefinitionObject::Null)
-                .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
-                .build()
-                .map_err(dev)?,
-        )
+        .with_ecc_parameters(parameters)
         .with_ecc_unique_identifier(EccPoint::default())
         .build()
         .map_err(dev)
