@@ -1,7 +1,8 @@
 //! Checkpoints in C2SP `tlog-checkpoint` form: a signed note whose text is
 //! the origin, the tree size in decimal and the base64 SHA-256 root, one
-//! per line. Signed by the identity key (ML-DSA-65) and co-signed by the
-//! Ed25519 cosigner key.
+//! per line, then any extension lines (cairn's: the TPM rollback counter,
+//! [`COUNTER_EXTENSION`]). Signed by the identity key (ML-DSA-65) and
+//! co-signed by the Ed25519 cosigner key.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -21,17 +22,41 @@ pub struct Checkpoint {
     pub size: u64,
     /// The SHA-256 Merkle root over the first `size` entries.
     pub root: Hash,
+    /// Extension lines after the root (non-empty printable ASCII), signed
+    /// with the rest.
+    pub extensions: Vec<String>,
 }
+
+/// The extension line that binds a checkpoint to a TPM's rollback counter:
+/// `cairn-tpm-counter N`, N the value the counter holds once this
+/// checkpoint is stored (FORMAT.md section 4).
+pub const COUNTER_EXTENSION: &str = "cairn-tpm-counter";
 
 impl Checkpoint {
     /// The checkpoint body (the note text).
     pub fn text(&self) -> String {
-        format!(
+        let mut t = format!(
             "{}\n{}\n{}\n",
             self.origin,
             self.size,
             B64.encode(self.root)
-        )
+        );
+        for e in &self.extensions {
+            t.push_str(e);
+            t.push('\n');
+        }
+        t
+    }
+
+    /// The TPM rollback counter this checkpoint carries, if any (the first
+    /// well-formed `cairn-tpm-counter N` line).
+    pub fn tpm_counter(&self) -> Option<u64> {
+        self.extensions.iter().find_map(|e| {
+            let n = e.strip_prefix(COUNTER_EXTENSION)?.strip_prefix(' ')?;
+            (n.bytes().all(|b| b.is_ascii_digit()) && !(n.len() > 1 && n.starts_with('0')))
+                .then(|| n.parse().ok())
+                .flatten()
+        })
     }
 
     /// Signs the checkpoint with the identity and cosigner keys, giving the
@@ -50,7 +75,7 @@ impl Checkpoint {
         Ok(note::assemble(text.as_bytes(), &sigs))
     }
 
-    /// Parses a checkpoint note's text (ignoring extension lines).
+    /// Parses a checkpoint note's text, keeping its extension lines.
     pub fn parse_text(text: &[u8]) -> Result<Self> {
         let s =
             std::str::from_utf8(text).map_err(|_| Error::malformed("checkpoint", "not UTF-8"))?;
@@ -81,10 +106,25 @@ impl Checkpoint {
             .ok()
             .and_then(|r| r.try_into().ok())
             .ok_or_else(|| Error::malformed("checkpoint", "root is not 32 base64 bytes"))?;
+        // The note text ends in a newline, so the last split is empty.
+        let extensions: Vec<String> = lines
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        if extensions
+            .iter()
+            .any(|e| !e.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        {
+            return Err(Error::malformed(
+                "checkpoint",
+                "an extension line is not printable ASCII",
+            ));
+        }
         Ok(Checkpoint {
             origin: origin.to_string(),
             size,
             root,
+            extensions,
         })
     }
 
@@ -133,6 +173,7 @@ mod tests {
             origin: "cairn.example/log".into(),
             size: 12,
             root: [5; 32],
+            extensions: vec![],
         };
         let signed = cp.sign(&ring).unwrap();
         assert_eq!(Checkpoint::open(&signed, &ring.public()).unwrap(), cp);
@@ -140,5 +181,35 @@ mod tests {
         let forged = text.replacen("\n12\n", "\n13\n", 1);
         assert!(Checkpoint::open(forged.as_bytes(), &ring.public()).is_err());
         assert!(Checkpoint::parse_text(b"o\n012\nAAAA\n").is_err());
+    }
+
+    #[test]
+    fn extension_lines_are_signed_and_carry_the_tpm_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::create(dir.path(), "cairn.example/log").unwrap();
+        let cp = Checkpoint {
+            origin: "cairn.example/log".into(),
+            size: 3,
+            root: [7; 32],
+            extensions: vec!["cairn-tpm-counter 41".into()],
+        };
+        let signed = cp.sign(&ring).unwrap();
+        let opened = Checkpoint::open(&signed, &ring.public()).unwrap();
+        assert_eq!(opened, cp);
+        assert_eq!(opened.tpm_counter(), Some(41));
+        let text = String::from_utf8(signed).unwrap();
+        let forged = text.replacen("counter 41", "counter 42", 1);
+        assert!(Checkpoint::open(forged.as_bytes(), &ring.public()).is_err());
+        for bad in [
+            "cairn-tpm-counter",
+            "cairn-tpm-counter 01",
+            "cairn-tpm-counter x",
+        ] {
+            let c = Checkpoint {
+                extensions: vec![bad.into()],
+                ..cp.clone()
+            };
+            assert_eq!(c.tpm_counter(), None, "{bad}");
+        }
     }
 }

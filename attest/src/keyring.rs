@@ -18,7 +18,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::keys::{self, Algorithm, PublicKey, Signer, CTX_KEY_CERTIFICATE};
+use crate::keys::{self, Algorithm, PublicKey, SeedSealer, Signer, CTX_KEY_CERTIFICATE};
 
 /// File names of the secret keys inside a key directory.
 const IDENTITY_FILE: &str = "identity.key";
@@ -50,17 +50,31 @@ impl Keyring {
     /// Creates three fresh software keys in `dir` (mode 0700) for a log
     /// named `origin`; refuses to overwrite existing keys.
     pub fn create(dir: &Path, origin: &str) -> Result<Self> {
+        Self::create_sealed(dir, origin, None)
+    }
+
+    /// [`Keyring::create`], with every seed sealed by `sealer` when given.
+    pub fn create_sealed(
+        dir: &Path,
+        origin: &str,
+        sealer: Option<&dyn SeedSealer>,
+    ) -> Result<Self> {
         crate::checkpoint::check_origin(origin)?;
         create_private_dir(dir)?;
-        let identity = keys::create_key_file(&dir.join(IDENTITY_FILE), Algorithm::MlDsa65, origin)?;
-        Self::create_with_identity(dir, identity)
+        let identity =
+            keys::create_key_file(&dir.join(IDENTITY_FILE), Algorithm::MlDsa65, origin, sealer)?;
+        Self::create_with_identity(dir, identity, sealer)
     }
 
     /// Creates fresh software operational and cosigner keys in `dir` for
     /// the log that `identity` names (its key name is the origin), whose
-    /// secret lives elsewhere (a device); refuses to overwrite existing
-    /// keys.
-    pub fn create_with_identity(dir: &Path, identity: Box<dyn Signer>) -> Result<Self> {
+    /// secret lives elsewhere (a device), their seeds sealed by `sealer`
+    /// when given; refuses to overwrite existing keys.
+    pub fn create_with_identity(
+        dir: &Path,
+        identity: Box<dyn Signer>,
+        sealer: Option<&dyn SeedSealer>,
+    ) -> Result<Self> {
         let origin = identity.public_key().name().to_string();
         crate::checkpoint::check_origin(&origin)?;
         check_identity(identity.as_ref(), &origin)?;
@@ -70,26 +84,43 @@ impl Keyring {
                 &dir.join(OPERATIONAL_FILE),
                 Algorithm::MlDsa65,
                 &format!("{origin}/records"),
+                sealer,
             )?,
-            cosigner: keys::create_key_file(&dir.join(COSIGNER_FILE), Algorithm::Ed25519, &origin)?,
+            cosigner: keys::create_key_file(
+                &dir.join(COSIGNER_FILE),
+                Algorithm::Ed25519,
+                &origin,
+                sealer,
+            )?,
             identity,
         })
     }
 
     /// Loads the software keys from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        Self::load_with_identity(dir, |_| load_file(dir, IDENTITY_FILE, Algorithm::MlDsa65))
+        Self::load_sealed(dir, None)
     }
 
-    /// Loads the operational and cosigner keys from `dir`, and takes the
-    /// identity signer from `identity`, called with the log's origin (the
-    /// cosigner key's name): a device-held key, named after the origin.
+    /// [`Keyring::load`], unsealing sealed key files with `sealer`.
+    pub fn load_sealed(dir: &Path, sealer: Option<&dyn SeedSealer>) -> Result<Self> {
+        Self::load_with_identity(
+            dir,
+            |_| load_file(dir, IDENTITY_FILE, Algorithm::MlDsa65, sealer),
+            sealer,
+        )
+    }
+
+    /// Loads the operational and cosigner keys from `dir` (unsealing them
+    /// with `sealer` where sealed), and takes the identity signer from
+    /// `identity`, called with the log's origin (the cosigner key's name):
+    /// a device-held key, named after the origin.
     pub fn load_with_identity(
         dir: &Path,
         identity: impl FnOnce(&str) -> Result<Box<dyn Signer>>,
+        sealer: Option<&dyn SeedSealer>,
     ) -> Result<Self> {
-        let operational = load_file(dir, OPERATIONAL_FILE, Algorithm::MlDsa65)?;
-        let cosigner = load_file(dir, COSIGNER_FILE, Algorithm::Ed25519)?;
+        let operational = load_file(dir, OPERATIONAL_FILE, Algorithm::MlDsa65, sealer)?;
+        let cosigner = load_file(dir, COSIGNER_FILE, Algorithm::Ed25519, sealer)?;
         let origin = cosigner.public_key().name().to_string();
         let identity = identity(&origin)?;
         check_identity(identity.as_ref(), &origin)?;
@@ -171,9 +202,14 @@ impl KeySet {
     }
 }
 
-/// Loads one software key file of `dir`, of algorithm `alg`.
-fn load_file(dir: &Path, file: &str, alg: Algorithm) -> Result<Box<dyn Signer>> {
-    let s = keys::load_key_file(&dir.join(file))?;
+/// Loads one key file of `dir`, of algorithm `alg`.
+fn load_file(
+    dir: &Path,
+    file: &str,
+    alg: Algorithm,
+    sealer: Option<&dyn SeedSealer>,
+) -> Result<Box<dyn Signer>> {
+    let s = keys::load_key_file(&dir.join(file), sealer)?;
     if s.public_key().algorithm() != alg {
         return Err(Error::Invalid(format!(
             "{}: expected an {} key",
@@ -271,32 +307,44 @@ mod tests {
         let device = || -> Box<dyn Signer> {
             Box::new(keys::SoftwareMlDsa65::from_seed("cairn.example/log", &[9; 32]).unwrap())
         };
-        let ring = Keyring::create_with_identity(&keys, device()).unwrap();
+        let ring = Keyring::create_with_identity(&keys, device(), None).unwrap();
         assert!(!keys.join(IDENTITY_FILE).exists());
         assert_eq!(ring.public().origin(), "cairn.example/log");
         let body = ring.genesis_body().unwrap();
         assert_eq!(KeySet::from_genesis(&body).unwrap(), ring.public());
-        let again = Keyring::load_with_identity(&keys, |origin| {
-            assert_eq!(origin, "cairn.example/log");
-            Ok(device())
-        })
+        let again = Keyring::load_with_identity(
+            &keys,
+            |origin| {
+                assert_eq!(origin, "cairn.example/log");
+                Ok(device())
+            },
+            None,
+        )
         .unwrap();
         assert_eq!(again.public(), ring.public());
         // An identity named after another log, or of the wrong algorithm,
         // is refused.
-        let wrong = Keyring::load_with_identity(&keys, |_| {
-            Ok(Box::new(
-                keys::SoftwareMlDsa65::from_seed("other.example", &[9; 32]).unwrap(),
-            ))
-        });
+        let wrong = Keyring::load_with_identity(
+            &keys,
+            |_| {
+                Ok(Box::new(
+                    keys::SoftwareMlDsa65::from_seed("other.example", &[9; 32]).unwrap(),
+                ))
+            },
+            None,
+        );
         assert!(wrong.is_err());
-        let wrong = Keyring::load_with_identity(&keys, |o| {
-            Ok(Box::new(
-                keys::SoftwareEd25519::from_seed(o, &[9; 32]).unwrap(),
-            ))
-        });
+        let wrong = Keyring::load_with_identity(
+            &keys,
+            |o| {
+                Ok(Box::new(
+                    keys::SoftwareEd25519::from_seed(o, &[9; 32]).unwrap(),
+                ))
+            },
+            None,
+        );
         assert!(wrong.is_err());
         // The software keys are not overwritten.
-        assert!(Keyring::create_with_identity(&keys, device()).is_err());
+        assert!(Keyring::create_with_identity(&keys, device(), None).is_err());
     }
 }

@@ -360,10 +360,44 @@ impl Signer for SoftwareEd25519 {
 
 /// Header of a secret key file; the second line is the base64 seed.
 const SECRET_HEADER: &str = "cairn-secret-key/v1";
+/// Header of a sealed key file: then the public key (`vkey` line) and the
+/// sealed seed (`sealed` line, base64 of what the [`SeedSealer`] made).
+const SEALED_HEADER: &str = "cairn-sealed-key/v1";
+/// The most a key file may hold (a sealed TPM blob is a few hundred bytes).
+const MAX_KEY_FILE: u64 = 16 * 1024;
 
-/// Creates a secret key file (mode 0600, refusing to overwrite) holding a
-/// fresh random seed, and returns the signer.
-pub fn create_key_file(path: &Path, algorithm: Algorithm, name: &str) -> Result<Box<dyn Signer>> {
+/// Keeps key seeds sealed by a device (a TPM, in the `hw` crate): a sealed
+/// key file holds only what [`SeedSealer::seal`] returned, and the seed
+/// exists in memory only once the device agreed to [`SeedSealer::unseal`]
+/// it.
+pub trait SeedSealer: Send + Sync {
+    /// Which device seals, and to what, for messages and `cairn keys`.
+    fn describe(&self) -> String;
+    /// Seals a 32-byte seed, giving bytes to store.
+    fn seal(&self, seed: &[u8; 32]) -> Result<Vec<u8>>;
+    /// Unseals what [`SeedSealer::seal`] gave; an error when the device
+    /// refuses (other PCR values, another device).
+    fn unseal(&self, sealed: &[u8]) -> Result<Zeroizing<[u8; 32]>>;
+}
+
+/// How a key file keeps its seed, as [`read_key_file_public`] tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// The seed in the file itself (mode 0600).
+    File,
+    /// The seed sealed by a device; the file holds the sealed blob.
+    Sealed,
+}
+
+/// Creates a key file (mode 0600, refusing to overwrite) for a fresh
+/// random seed and returns the signer: the seed itself, or, with `sealer`,
+/// the seed sealed by it beside the public key.
+pub fn create_key_file(
+    path: &Path,
+    algorithm: Algorithm,
+    name: &str,
+    sealer: Option<&dyn SeedSealer>,
+) -> Result<Box<dyn Signer>> {
     check_key_name(name)?;
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::getrandom(seed.as_mut()).map_err(|e| Error::Signer {
@@ -371,11 +405,19 @@ pub fn create_key_file(path: &Path, algorithm: Algorithm, name: &str) -> Result<
         why: format!("no randomness for a new key: {e}"),
     })?;
     let signer = signer_from_seed(algorithm, name, &seed)?;
-    let body = Zeroizing::new(format!(
-        "{SECRET_HEADER} {} {name}\n{}\n",
-        algorithm.label(),
-        B64.encode(seed.as_ref())
-    ));
+    let body = Zeroizing::new(match sealer {
+        None => format!(
+            "{SECRET_HEADER} {} {name}\n{}\n",
+            algorithm.label(),
+            B64.encode(seed.as_ref())
+        ),
+        Some(sealer) => format!(
+            "{SEALED_HEADER} {} {name}\nvkey {}\nsealed {}\n",
+            algorithm.label(),
+            signer.public_key().vkey(),
+            B64.encode(sealer.seal(&seed)?)
+        ),
+    });
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -390,8 +432,24 @@ pub fn create_key_file(path: &Path, algorithm: Algorithm, name: &str) -> Result<
     Ok(signer)
 }
 
-/// Loads a secret key file, refusing one that group or others can read.
-pub fn load_key_file(path: &Path) -> Result<Box<dyn Signer>> {
+/// A key file's contents, parsed but not unsealed.
+enum KeyFile {
+    Secret {
+        algorithm: Algorithm,
+        name: String,
+        seed: Zeroizing<[u8; 32]>,
+    },
+    Sealed {
+        algorithm: Algorithm,
+        name: String,
+        public: Box<PublicKey>,
+        sealed: Vec<u8>,
+    },
+}
+
+/// Reads and parses a key file, refusing one that group or others can
+/// read, an oversized one, and anything malformed.
+fn read_key_file(path: &Path) -> Result<KeyFile> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -400,7 +458,7 @@ pub fn load_key_file(path: &Path) -> Result<Box<dyn Signer>> {
             path.display()
         )));
     }
-    if meta.len() > 4096 {
+    if meta.len() > MAX_KEY_FILE {
         return Err(Error::malformed(
             "secret key file",
             format!("{} is too large", path.display()),
@@ -412,23 +470,109 @@ pub fn load_key_file(path: &Path) -> Result<Box<dyn Signer>> {
     let header: Vec<&str> = lines.next().unwrap_or_default().split(' ').collect();
     let [h, alg, name] = header.as_slice() else {
         return Err(bad(
-            "first line must be 'cairn-secret-key/v1 ALGORITHM NAME'",
+            "first line must be 'cairn-secret-key/v1 ALGORITHM NAME' or 'cairn-sealed-key/v1 ALGORITHM NAME'",
         ));
     };
-    if *h != SECRET_HEADER {
-        return Err(bad("not a cairn secret key"));
-    }
     let algorithm = Algorithm::from_label(alg).ok_or_else(|| bad("unknown algorithm"))?;
-    let raw = Zeroizing::new(
-        B64.decode(lines.next().unwrap_or_default())
-            .map_err(|_| bad("seed is not base64"))?,
-    );
-    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-        raw.as_slice()
-            .try_into()
-            .map_err(|_| bad("seed must be 32 bytes"))?,
-    );
-    signer_from_seed(algorithm, name, &seed)
+    check_key_name(name)?;
+    let name = name.to_string();
+    match *h {
+        SECRET_HEADER => {
+            let raw = Zeroizing::new(
+                B64.decode(lines.next().unwrap_or_default())
+                    .map_err(|_| bad("seed is not base64"))?,
+            );
+            let seed = Zeroizing::new(
+                <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| bad("seed must be 32 bytes"))?,
+            );
+            Ok(KeyFile::Secret {
+                algorithm,
+                name,
+                seed,
+            })
+        }
+        SEALED_HEADER => {
+            let mut field = |label: &str| {
+                lines
+                    .next()
+                    .and_then(|l| l.strip_prefix(label))
+                    .and_then(|l| l.strip_prefix(' '))
+                    .ok_or_else(|| bad(&format!("no {label} line")))
+            };
+            let public = PublicKey::from_vkey(field("vkey")?)?;
+            let sealed = B64
+                .decode(field("sealed")?)
+                .map_err(|_| bad("sealed seed is not base64"))?;
+            if public.algorithm() != algorithm || public.name() != name {
+                return Err(bad("the vkey line names another key"));
+            }
+            Ok(KeyFile::Sealed {
+                algorithm,
+                name,
+                public: Box::new(public),
+                sealed,
+            })
+        }
+        _ => Err(bad("not a cairn secret key")),
+    }
+}
+
+/// Loads a key file: a secret key file as it is, a sealed one by asking
+/// `sealer` to unseal its seed (refused without a sealer, and when the
+/// unsealed seed does not give the public key the file names).
+pub fn load_key_file(path: &Path, sealer: Option<&dyn SeedSealer>) -> Result<Box<dyn Signer>> {
+    match read_key_file(path)? {
+        KeyFile::Secret {
+            algorithm,
+            name,
+            seed,
+        } => signer_from_seed(algorithm, &name, &seed),
+        KeyFile::Sealed {
+            algorithm,
+            name,
+            public,
+            sealed,
+        } => {
+            let sealer = sealer.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: the key is sealed to a TPM; configure the TPM (hw.tpm) to use it",
+                    path.display()
+                ))
+            })?;
+            let seed = sealer.unseal(&sealed).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: {} cannot unseal the key: {e}",
+                    path.display(),
+                    sealer.describe()
+                ))
+            })?;
+            let signer = signer_from_seed(algorithm, &name, &seed)?;
+            if signer.public_key() != public.as_ref() {
+                return Err(Error::Invalid(format!(
+                    "{}: the unsealed seed is not the key the file names (a sealed blob of another key)",
+                    path.display()
+                )));
+            }
+            Ok(signer)
+        }
+    }
+}
+
+/// A key file's public key and how it keeps its seed, without unsealing.
+pub fn read_key_file_public(path: &Path) -> Result<(PublicKey, Protection)> {
+    match read_key_file(path)? {
+        KeyFile::Secret {
+            algorithm,
+            name,
+            seed,
+        } => Ok((
+            signer_from_seed(algorithm, &name, &seed)?
+                .public_key()
+                .clone(),
+            Protection::File,
+        )),
+        KeyFile::Sealed { public, .. } => Ok((*public, Protection::Sealed)),
+    }
 }
 
 fn signer_from_seed(algorithm: Algorithm, name: &str, seed: &[u8; 32]) -> Result<Box<dyn Signer>> {
@@ -471,19 +615,84 @@ mod tests {
     fn key_files_are_0600_and_loose_modes_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
-        let a = create_key_file(&p, Algorithm::MlDsa65, "x.example").unwrap();
+        let a = create_key_file(&p, Algorithm::MlDsa65, "x.example", None).unwrap();
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let b = load_key_file(&p).unwrap();
+        let b = load_key_file(&p, None).unwrap();
         assert_eq!(a.public_key(), b.public_key());
-        assert!(create_key_file(&p, Algorithm::MlDsa65, "x.example").is_err());
+        assert!(create_key_file(&p, Algorithm::MlDsa65, "x.example", None).is_err());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(load_key_file(&p)
+        assert!(load_key_file(&p, None)
             .err()
             .unwrap()
             .to_string()
             .contains("0600"));
+    }
+
+    /// A sealer for tests: XOR with a pad, refusing while `refuse` is set.
+    struct PadSealer {
+        pad: u8,
+        refuse: std::sync::atomic::AtomicBool,
+    }
+
+    impl SeedSealer for PadSealer {
+        fn describe(&self) -> String {
+            "the test sealer".into()
+        }
+        fn seal(&self, seed: &[u8; 32]) -> Result<Vec<u8>> {
+            Ok(seed.iter().map(|b| b ^ self.pad).collect())
+        }
+        fn unseal(&self, sealed: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Invalid("policy mismatch".into()));
+            }
+            let v: Vec<u8> = sealed.iter().map(|b| b ^ self.pad).collect();
+            Ok(Zeroizing::new(
+                v.try_into()
+                    .map_err(|_| Error::Invalid("wrong length".into()))?,
+            ))
+        }
+    }
+
+    #[test]
+    fn sealed_key_files_hold_no_seed_and_need_their_sealer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let sealer = PadSealer {
+            pad: 0x5a,
+            refuse: false.into(),
+        };
+        let a = create_key_file(&p, Algorithm::MlDsa65, "x.example", Some(&sealer)).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("cairn-sealed-key/v1 ml-dsa-65 x.example\nvkey "));
+        assert_eq!(
+            read_key_file_public(&p).unwrap(),
+            (a.public_key().clone(), Protection::Sealed)
+        );
+        let b = load_key_file(&p, Some(&sealer)).unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+        // No sealer, a refusing one, or one that unseals another seed.
+        let e = load_key_file(&p, None).err().unwrap().to_string();
+        assert!(e.contains("sealed to a TPM"), "{e}");
+        sealer
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = load_key_file(&p, Some(&sealer)).err().unwrap().to_string();
+        assert!(
+            e.contains("cannot unseal") && e.contains("policy mismatch"),
+            "{e}"
+        );
+        let other = PadSealer {
+            pad: 0x33,
+            refuse: false.into(),
+        };
+        let e = load_key_file(&p, Some(&other)).err().unwrap().to_string();
+        assert!(e.contains("not the key the file names"), "{e}");
+        // A vkey line naming another key is refused before unsealing.
+        let forged = text.replacen("x.example\nvkey x.example", "x.example\nvkey y.example", 1);
+        std::fs::write(&p, forged).unwrap();
+        assert!(read_key_file_public(&p).is_err());
     }
 }

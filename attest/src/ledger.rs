@@ -148,6 +148,18 @@ pub struct Recovery {
     pub index_rebuilt: Option<(PathBuf, String)>,
 }
 
+/// What a ledger asks of the outside world around each checkpoint it
+/// makes (the daemon binds a TPM's rollback counter to checkpoints). Both
+/// calls run on the ledger's checkpointer thread, one checkpoint at a time,
+/// in order of size.
+pub trait CheckpointHook: Send + Sync {
+    /// Extension lines for the checkpoint about to be signed (non-empty
+    /// printable ASCII, C2SP `tlog-checkpoint` extension lines).
+    fn extensions(&self) -> Vec<String>;
+    /// The checkpoint was durably stored.
+    fn stored(&self, checkpoint: &Checkpoint);
+}
+
 /// An open ledger. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Ledger {
     shared: Arc<Shared>,
@@ -189,6 +201,8 @@ struct Shared {
     journal: Mutex<Journal>,
     /// The checkpoints journal; held by the checkpointer.
     cp_journal: Mutex<Journal>,
+    /// Asked around every checkpoint, once set.
+    hook: Mutex<Option<Arc<dyn CheckpointHook>>>,
 }
 
 struct Sequencer {
@@ -508,6 +522,7 @@ impl Ledger {
             }),
             journal: Mutex::new(journal),
             cp_journal: Mutex::new(cp_journal),
+            hook: Mutex::new(None),
         });
         let checkpointer_shared = shared.clone();
         let checkpointer = std::thread::Builder::new()
@@ -713,6 +728,31 @@ impl Ledger {
         st.latest_checkpoint
             .as_ref()
             .map(|_| st.last_checkpoint_at.elapsed())
+    }
+
+    /// From now on, asks `hook` for extension lines before signing each
+    /// checkpoint and tells it once each is stored.
+    pub fn set_checkpoint_hook(&self, hook: Arc<dyn CheckpointHook>) {
+        *lock(&self.shared.hook) = Some(hook);
+    }
+
+    /// The newest stored checkpoint for which `wanted` holds, its
+    /// signatures checked, looking back from the latest.
+    pub fn latest_checkpoint_where(
+        &self,
+        wanted: impl Fn(&Checkpoint) -> bool,
+    ) -> Result<Option<(Checkpoint, Vec<u8>)>> {
+        let s = &self.shared;
+        for item in s.index.scan_prefix([b'c']).rev() {
+            let (_, v) = item.map_err(|e| self.index_err(e))?;
+            let loc = Location::decode(&v, &s.dir)?;
+            let bytes = s.checkpoints.read(loc.offset, loc.len)?;
+            let cp = Checkpoint::parse_text(crate::note::Note::parse(&bytes)?.text)?;
+            if wanted(&cp) {
+                return Ok(Some((Checkpoint::open(&bytes, &s.public)?, bytes)));
+            }
+        }
+        Ok(None)
     }
 
     /// The signed checkpoint of exactly `size` records, if one was made.
@@ -1311,10 +1351,12 @@ impl Shared {
             }
             (st.size, st.frontier.root())
         };
+        let hook = lock(&self.hook).clone();
         let cp = Checkpoint {
             origin: self.public.origin().to_string(),
             size,
             root,
+            extensions: hook.as_ref().map_or_else(Vec::new, |h| h.extensions()),
         };
         let signed = cp.sign(&self.keys)?;
         let offset = cp_journal.append(&[&signed])?[0];
@@ -1329,9 +1371,16 @@ impl Shared {
                 path: self.dir.join(INDEX_DIR),
                 source,
             })?;
-        let mut st = lock(&self.state);
-        st.latest_checkpoint = Some((cp.clone(), signed.clone()));
-        st.last_checkpoint_at = Instant::now();
+        {
+            let mut st = lock(&self.state);
+            st.latest_checkpoint = Some((cp.clone(), signed.clone()));
+            st.last_checkpoint_at = Instant::now();
+        }
+        // Still holding the checkpoints journal: the hook hears of
+        // checkpoints in order.
+        if let Some(h) = hook {
+            h.stored(&cp);
+        }
         Ok((cp, signed))
     }
 }

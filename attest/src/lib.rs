@@ -34,5 +34,5 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use keyring::{KeySet, Keyring};
-pub use ledger::{Ledger, LedgerConfig, Receipt, RecordDraft};
+pub use ledger::{CheckpointHook, Ledger, LedgerConfig, Receipt, RecordDraft};
 pub use record::{Actor, Record};

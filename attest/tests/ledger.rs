@@ -366,3 +366,71 @@ fn payload_policies_hash_only_and_erase_after_days() {
     assert_eq!(l.erase_expired_payloads().unwrap(), 1);
     assert!(l.payload(r.seq, "output").unwrap().is_none());
 }
+
+/// A hook that numbers checkpoints like the daemon's TPM counter: the next
+/// value in an extension line, remembered once stored.
+struct Counting {
+    stored: std::sync::Mutex<Vec<(u64, Option<u64>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl cairn_attest::CheckpointHook for Counting {
+    fn extensions(&self) -> Vec<String> {
+        vec![format!(
+            "cairn-tpm-counter {}",
+            self.next.load(Ordering::SeqCst)
+        )]
+    }
+    fn stored(&self, cp: &cairn_attest::checkpoint::Checkpoint) {
+        self.stored
+            .lock()
+            .unwrap()
+            .push((cp.size, cp.tpm_counter()));
+        self.next.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_checkpoint_hook_adds_signed_extension_lines_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LedgerConfig {
+        checkpoint_every_records: 0,
+        checkpoint_every: None,
+        ..Default::default()
+    };
+    let hook = Arc::new(Counting {
+        stored: Default::default(),
+        next: 7.into(),
+    });
+    {
+        let l = new_ledger(dir.path(), cfg.clone());
+        l.checkpoint().unwrap();
+        l.set_checkpoint_hook(hook.clone());
+        for i in 0..3 {
+            l.append(draft(i)).unwrap();
+            l.checkpoint().unwrap();
+        }
+        // No new records: no new checkpoint, and the hook hears nothing.
+        l.checkpoint().unwrap();
+        let (cp, _) = l
+            .latest_checkpoint_where(|c| c.tpm_counter().is_some())
+            .unwrap()
+            .unwrap();
+        assert_eq!((cp.size, cp.tpm_counter()), (4, Some(9)));
+        let (cp, _) = l
+            .latest_checkpoint_where(|c| c.tpm_counter().is_none())
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.size, 1, "the checkpoint made before the hook");
+    }
+    assert_eq!(
+        *hook.stored.lock().unwrap(),
+        vec![(2, Some(7)), (3, Some(8)), (4, Some(9))]
+    );
+    // The extension lines are signed and the log verifies.
+    let report = verify_dir(dir.path());
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let l = reopen(dir.path(), cfg);
+    let (cp, _) = l.latest_checkpoint().unwrap();
+    assert_eq!(cp.tpm_counter(), Some(9));
+}

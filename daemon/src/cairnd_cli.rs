@@ -20,6 +20,12 @@ pub struct Args {
     /// ~/.local/share/cairn/demo.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Start even though the TPM's rollback counter says this state
+    /// directory is older than the one the TPM last saw (a restored copy)
+    /// or belongs to another TPM; the acceptance is recorded
+    /// (`tpm.rollback_accepted`, with who started cairnd). For one start.
+    #[arg(long)]
+    pub accept_rollback: bool,
     /// Check the configuration and exit (0: valid; 2: the problem is
     /// printed), without starting.
     #[arg(long)]

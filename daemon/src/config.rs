@@ -44,6 +44,9 @@
 //! # hostname = "ward3-appliance"        # syslog HOSTNAME (default: this machine's)
 //!
 //! [hw]                                  # hardware (optional)
+//! tpm = "device:/dev/tpmrm0"            # or "swtpm:host=127.0.0.1,port=2321",
+//!                                       # or "emulated:/var/lib/cairn-hw/tpm"
+//! tpm_seal_pcrs = [7]                   # key seeds sealed to these sha256 PCRs
 //! hsm = "/dev/ttyACM0"                  # serial HSM holding the identity key
 //! hsm_lost = "keep-signing"             # keep-signing | refuse-records
 //! hsm_timeout_ms = 2000                 # one answer's deadline
@@ -105,12 +108,25 @@ pub struct Config {
     pub hw: HwSection,
 }
 
-/// The appliance's hardware: so far the serial HSM that holds the log's
-/// identity key (which signs checkpoints and certifies the operational
-/// key); see `hw/HSM-PROTOCOL.md`.
+/// The appliance's hardware: the TPM that seals the key seeds and keeps
+/// the rollback counter, and the serial HSM that holds the log's identity
+/// key (which signs checkpoints and certifies the operational key); see
+/// `hw/HSM-PROTOCOL.md`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HwSection {
+    /// The TPM: `device:PATH` (a TPM resource manager, `/dev/tpmrm0`),
+    /// `swtpm:host=H,port=P` (a swtpm), or `emulated:PATH` (the emulated
+    /// TPM's state file, kept outside the state directory). Absent: no
+    /// TPM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<String>,
+    /// The sha256 PCRs the key seeds are sealed to.
+    #[serde(
+        default = "default_seal_pcrs",
+        skip_serializing_if = "is_default_seal_pcrs"
+    )]
+    pub tpm_seal_pcrs: Vec<u8>,
     /// The HSM's serial device (absent: the identity key is a 0600 file).
     #[serde(default)]
     pub hsm: Option<PathBuf>,
@@ -154,6 +170,8 @@ impl HsmLostPolicy {
 impl Default for HwSection {
     fn default() -> Self {
         HwSection {
+            tpm: None,
+            tpm_seal_pcrs: default_seal_pcrs(),
             hsm: None,
             hsm_lost: HsmLostPolicy::default(),
             hsm_timeout_ms: default_hsm_timeout_ms(),
@@ -168,13 +186,36 @@ impl HwSection {
         *self == HwSection::default()
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks the section for a daemon whose state is in `state_dir`.
+    pub fn validate(&self, state_dir: &Path) -> anyhow::Result<()> {
         if let Some(p) = &self.hsm {
             if !p.is_absolute() {
                 bail!("hw.hsm = {p:?}: must be an absolute device path, e.g. /dev/ttyACM0");
             }
-        } else if !self.is_off() {
-            bail!("[hw] sets HSM options but no hw.hsm device");
+        } else {
+            let d = HwSection::default();
+            if (self.hsm_lost, self.hsm_timeout_ms, self.hsm_probe_ms)
+                != (d.hsm_lost, d.hsm_timeout_ms, d.hsm_probe_ms)
+            {
+                bail!("[hw] sets HSM options but no hw.hsm device");
+            }
+        }
+        match &self.tpm {
+            Some(spec) => {
+                crate::tpm::TpmSpec::parse(spec, state_dir)?;
+            }
+            None if !is_default_seal_pcrs(&self.tpm_seal_pcrs) => {
+                bail!("[hw] sets tpm_seal_pcrs but no hw.tpm")
+            }
+            None => {}
+        }
+        cairn_hw::tpm::PcrSelection::new(&self.tpm_seal_pcrs)
+            .map_err(|e| anyhow::anyhow!("hw.tpm_seal_pcrs = {:?}: {e}", self.tpm_seal_pcrs))?;
+        if self.tpm_seal_pcrs.contains(&cairn_hw::tpm::CHECKPOINT_PCR) {
+            bail!(
+                "hw.tpm_seal_pcrs must not include PCR {}: cairnd extends it with every export, so the keys would not unseal at the next start",
+                cairn_hw::tpm::CHECKPOINT_PCR
+            );
         }
         if !(50..=60_000).contains(&self.hsm_timeout_ms) {
             bail!(
@@ -190,6 +231,14 @@ impl HwSection {
         }
         Ok(())
     }
+}
+
+fn default_seal_pcrs() -> Vec<u8> {
+    cairn_hw::tpm::SEAL_PCRS.pcrs().collect()
+}
+
+fn is_default_seal_pcrs(pcrs: &Vec<u8>) -> bool {
+    *pcrs == default_seal_pcrs()
 }
 
 fn default_hsm_timeout_ms() -> u64 {
@@ -462,7 +511,7 @@ impl Config {
         }
         self.payload_policy()?;
         crate::server::siem::validate(&self.siem)?;
-        self.hw.validate()?;
+        self.hw.validate(&self.state_dir)?;
         let mut names = std::collections::BTreeSet::new();
         for m in &self.models {
             if m.name.is_empty()
@@ -578,6 +627,19 @@ mod tests {
                 "state_dir='/x'\n[hw]\nhsm='/dev/ttyACM0'\nhsm_probe_ms=0",
                 "hw.hsm_probe_ms",
             ),
+            ("state_dir='/x'\n[hw]\ntpm='/dev/tpm0'", "hw.tpm"),
+            ("state_dir='/x'\n[hw]\ntpm='emulated:rel'", "absolute"),
+            ("state_dir='/x'\n[hw]\ntpm='emulated:/x/tpm'", "outside"),
+            ("state_dir='/x'\n[hw]\ntpm='swtpm:port=2321'", "host"),
+            ("state_dir='/x'\n[hw]\ntpm_seal_pcrs=[0]", "no hw.tpm"),
+            (
+                "state_dir='/x'\n[hw]\ntpm='device:/dev/tpmrm0'\ntpm_seal_pcrs=[7,23]",
+                "PCR 23",
+            ),
+            (
+                "state_dir='/x'\n[hw]\ntpm='device:/dev/tpmrm0'\ntpm_seal_pcrs=[24]",
+                "tpm_seal_pcrs",
+            ),
         ] {
             let c: Config = toml::from_str(toml).unwrap();
             let e = format!("{:#}", c.validate().unwrap_err());
@@ -590,6 +652,11 @@ mod tests {
                 .unwrap();
         hw.validate().unwrap();
         assert_eq!(hw.hw.hsm_lost, HsmLostPolicy::RefuseRecords);
+        let tpm: Config =
+            toml::from_str("state_dir='/x'\n[hw]\ntpm='emulated:/x-hw/tpm'\ntpm_seal_pcrs=[0,7]")
+                .unwrap();
+        tpm.validate().unwrap();
+        assert_ne!(tpm.digest(), c.digest());
         assert_ne!(hw.digest(), c.digest());
         // Configurations without [siem] keep the digest they had before it.
         let mut with = c.clone();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use cairn_attest::keys::{PublicKey, Signer};
+use cairn_attest::keys::{PublicKey, SeedSealer, Signer};
 use cairn_attest::Keyring;
 use cairn_hw::hsm::{HsmSigner, Timing};
 
@@ -90,12 +90,13 @@ pub fn create_keys(
     device: &Path,
     origin: &str,
     timing: Timing,
+    sealer: Option<&dyn SeedSealer>,
 ) -> anyhow::Result<(Keyring, Arc<HsmSigner>)> {
     if keys_dir.join("identity.key").exists() || keys_dir.join(MARKER_FILE).exists() {
         bail!("{} already holds keys", keys_dir.display());
     }
     let hsm = Arc::new(HsmSigner::open(device, origin, timing).map_err(anyhow::Error::msg)?);
-    let ring = Keyring::create_with_identity(keys_dir, Box::new(Shared(hsm.clone())))?;
+    let ring = Keyring::create_with_identity(keys_dir, Box::new(Shared(hsm.clone())), sealer)?;
     Marker {
         path: device.to_path_buf(),
         identity: hsm.public_key().clone(),
@@ -110,6 +111,7 @@ pub fn load_keys(
     keys_dir: &Path,
     device: &Path,
     timing: Timing,
+    sealer: Option<&dyn SeedSealer>,
 ) -> anyhow::Result<(Keyring, Arc<HsmSigner>)> {
     if keys_dir.join("identity.key").exists() {
         bail!(
@@ -125,13 +127,17 @@ pub fn load_keys(
         )
     })?;
     let mut opened = None;
-    let ring = Keyring::load_with_identity(keys_dir, |origin| {
-        let hsm = Arc::new(
-            HsmSigner::open(device, origin, timing).map_err(cairn_attest::Error::Invalid)?,
-        );
-        opened = Some(hsm.clone());
-        Ok(Box::new(Shared(hsm)))
-    })?;
+    let ring = Keyring::load_with_identity(
+        keys_dir,
+        |origin| {
+            let hsm = Arc::new(
+                HsmSigner::open(device, origin, timing).map_err(cairn_attest::Error::Invalid)?,
+            );
+            opened = Some(hsm.clone());
+            Ok(Box::new(Shared(hsm)))
+        },
+        sealer,
+    )?;
     let hsm = opened.context("the identity key was not opened")?;
     if hsm.public_key() != &marker.identity {
         bail!(

@@ -10,4 +10,5 @@ pub mod config;
 pub mod evidence;
 pub mod hsm;
 pub mod server;
+pub mod tpm;
 pub mod verifier_page;

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod swtpm;
+
 /// The path of a binary built from this workspace (`cairn`, `cairnd`, …),
 /// next to the test executable's directory.
 fn workspace_bin(name: &str) -> PathBuf {
@@ -232,11 +234,15 @@ impl Daemon {
 
     /// Starts `cairnd --config FILE` whose state directory is `state_dir`.
     pub fn start_with_config(config: &Path, state_dir: &Path) -> Daemon {
-        Self::spawn(
-            &["--config", config.to_str().expect("utf-8 path")],
-            state_dir,
-            &state_dir.join("empty-model-cache"),
-        )
+        Self::start_with_config_and(config, state_dir, &[])
+    }
+
+    /// Starts `cairnd --config FILE EXTRA…` whose state directory is
+    /// `state_dir`.
+    pub fn start_with_config_and(config: &Path, state_dir: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--config", config.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, state_dir, &state_dir.join("empty-model-cache"))
     }
 
     fn spawn(args: &[&str], state_dir: &Path, model_cache: &Path) -> Daemon {

@@ -55,6 +55,7 @@ fn start(args: Args) -> anyhow::Result<()> {
     runtime.block_on(run(RunOptions {
         config,
         create_keys: args.demo,
+        accept_rollback: args.accept_rollback,
     }))
 }
 

@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cairn_attest::keys::{load_key_file, PublicKey};
-use cairn_attest::{KeySet, Keyring};
+use cairn_attest::keys::{read_key_file_public, Protection, PublicKey, SeedSealer};
+use cairn_attest::Keyring;
 use clap::Subcommand;
 
+use crate::config::{Config, HwSection};
 use crate::hsm::{Marker, MARKER_FILE};
+use crate::tpm::OpenTpm;
 
 #[derive(Subcommand)]
 pub(super) enum KeysCommand {
@@ -16,14 +18,19 @@ pub(super) enum KeysCommand {
     /// directory (in DIR/keys, mode 0600; never overwrites).
     Init {
         /// The ledger (state) directory.
-        #[arg(long)]
-        dir: PathBuf,
+        #[arg(long, required_unless_present = "config")]
+        dir: Option<PathBuf>,
+        /// Take the state directory and the hardware (hw.hsm, hw.tpm,
+        /// hw.tpm_seal_pcrs) from cairnd's configuration file; the packaged
+        /// unit runs `cairn keys init --config /etc/cairn/cairnd.toml
+        /// --if-missing` before every start.
+        #[arg(long, conflicts_with_all = ["dir", "hsm", "tpm"])]
+        config: Option<PathBuf>,
         /// The log's origin (its name in checkpoints). Default:
         /// HOSTNAME.local/cairn/RANDOM.
         #[arg(long)]
         origin: Option<String>,
-        /// Do nothing (and succeed) when DIR already has an identity key;
-        /// the packaged unit runs this before every start of cairnd.
+        /// Do nothing (and succeed) when DIR already has an identity key.
         #[arg(long)]
         if_missing: bool,
         /// The serial HSM (e.g. /dev/ttyACM0) that holds the identity key:
@@ -32,8 +39,14 @@ pub(super) enum KeysCommand {
         /// device. cairnd's configuration must name it as hw.hsm.
         #[arg(long, value_name = "DEVICE")]
         hsm: Option<PathBuf>,
+        /// Seal the key files' seeds to this TPM's PCR 7 (as hw.tpm:
+        /// device:/dev/tpmrm0, swtpm:host=H,port=P or emulated:/PATH).
+        /// cairnd's configuration must name the same TPM.
+        #[arg(long, value_name = "TPM")]
+        tpm: Option<String>,
     },
-    /// Show the public keys and fingerprints of a ledger directory.
+    /// Show the public keys and fingerprints of a ledger directory, and
+    /// which device holds each (no device is opened).
     Show {
         /// The ledger (state) directory.
         #[arg(long)]
@@ -48,39 +61,53 @@ pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCommand::Init {
             dir,
+            config,
             origin,
             if_missing,
             hsm,
+            tpm,
         } => {
+            let (dir, hw) = match (config, dir) {
+                (Some(path), _) => {
+                    let c = Config::load(&path)?;
+                    (c.state_dir, c.hw)
+                }
+                (None, Some(dir)) => {
+                    let hw = HwSection {
+                        hsm,
+                        tpm,
+                        ..HwSection::default()
+                    };
+                    hw.validate(&dir)?;
+                    (dir, hw)
+                }
+                (None, None) => anyhow::bail!("give --dir DIR or --config FILE"),
+            };
             let keys = keys_dir(&dir);
             if if_missing && (keys.join("identity.key").exists() || keys.join(MARKER_FILE).exists())
             {
                 return Ok(ExitCode::SUCCESS);
             }
             let origin = origin.unwrap_or_else(default_origin);
-            let created = match &hsm {
-                None => Keyring::create(&keys, &origin).map_err(anyhow::Error::from),
-                Some(device) => crate::hsm::create_keys(
-                    &keys,
-                    device,
-                    &origin,
-                    cairn_hw::hsm::Timing::default(),
-                )
-                .map(|(ring, _)| ring),
+            let tpm = OpenTpm::from_config(&hw, &dir)?;
+            let sealer = tpm.as_ref().map(|t| &t.sealer as &dyn SeedSealer);
+            let created = match &hw.hsm {
+                None => Keyring::create_sealed(&keys, &origin, sealer).map_err(anyhow::Error::from),
+                Some(device) => {
+                    crate::hsm::create_keys(&keys, device, &origin, crate::hsm::timing(&hw), sealer)
+                        .map(|(ring, _)| ring)
+                }
             };
-            let ring =
-                created.with_context(|| format!("cannot create keys in {}", keys.display()))?;
-            print_keys(&ring.public(), hsm.as_deref(), false)?;
-            eprintln!(
-                "secret keys written to {} (mode 0600)",
-                keys_dir(&dir).display()
-            );
+            created.with_context(|| format!("cannot create keys in {}", keys.display()))?;
+            drop(tpm);
+            print_keys(&held_keys(&keys)?, false)?;
+            eprintln!("key files written to {} (mode 0600)", keys.display());
         }
         KeysCommand::Show { dir, json } => {
             let keys = keys_dir(&dir);
-            let (set, device) = public_keys(&keys)
+            let held = held_keys(&keys)
                 .with_context(|| format!("cannot load keys from {}", keys.display()))?;
-            print_keys(&set, device.as_deref(), json)?;
+            print_keys(&held, json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -91,43 +118,54 @@ pub(crate) fn keys_dir(dir: &Path) -> PathBuf {
     dir.join("keys")
 }
 
-/// The public keys of a key directory, and the HSM that holds the
-/// identity key when one does (no device is opened).
-fn public_keys(keys: &Path) -> anyhow::Result<(KeySet, Option<PathBuf>)> {
-    let Some(marker) = Marker::read(keys)? else {
-        return Ok((Keyring::load(keys)?.public(), None));
-    };
-    let load = |f: &str| -> anyhow::Result<PublicKey> {
-        Ok(load_key_file(&keys.join(f))?.public_key().clone())
-    };
-    let set = KeySet {
-        identity: marker.identity,
-        operational: load("operational.key")?,
-        cosigner: load("cosigner.key")?,
-    };
-    Ok((set, Some(marker.path)))
+/// A key directory's public keys and what holds each secret.
+struct HeldKeys {
+    origin: String,
+    /// (role, what it signs, public key, what holds the secret).
+    keys: Vec<(&'static str, &'static str, PublicKey, String)>,
 }
 
-fn print_keys(set: &KeySet, hsm: Option<&Path>, json: bool) -> anyhow::Result<()> {
-    let file = "software file".to_string();
-    let identity_holder = hsm.map_or(file.clone(), |d| format!("serial HSM {}", d.display()));
-    let rows = [
-        (
-            "identity",
-            "signs checkpoints, certifies the operational key",
-            &set.identity,
-            &identity_holder,
-        ),
-        ("operational", "signs every record", &set.operational, &file),
-        (
-            "cosigner",
-            "co-signs checkpoints (Ed25519)",
-            &set.cosigner,
-            &file,
-        ),
-    ];
+/// Reads the public keys of a key directory: from the files (sealed files
+/// carry theirs) and, for an identity key in an HSM, from the marker file.
+fn held_keys(keys: &Path) -> anyhow::Result<HeldKeys> {
+    let file = |f: &str| -> anyhow::Result<(PublicKey, String)> {
+        let (pk, protection) = read_key_file_public(&keys.join(f))?;
+        let holder = match protection {
+            Protection::File => "software file",
+            Protection::Sealed => "file sealed to the TPM",
+        };
+        Ok((pk, holder.to_string()))
+    };
+    let (identity, identity_holder) = match Marker::read(keys)? {
+        Some(m) => (m.identity, format!("serial HSM {}", m.path.display())),
+        None => file("identity.key")?,
+    };
+    let (operational, op_holder) = file("operational.key")?;
+    let (cosigner, co_holder) = file("cosigner.key")?;
+    Ok(HeldKeys {
+        origin: identity.name().to_string(),
+        keys: vec![
+            (
+                "identity",
+                "signs checkpoints, certifies the operational key",
+                identity,
+                identity_holder,
+            ),
+            ("operational", "signs every record", operational, op_holder),
+            (
+                "cosigner",
+                "co-signs checkpoints (Ed25519)",
+                cosigner,
+                co_holder,
+            ),
+        ],
+    })
+}
+
+fn print_keys(held: &HeldKeys, json: bool) -> anyhow::Result<()> {
     if json {
-        let v: serde_json::Map<String, serde_json::Value> = rows
+        let v: serde_json::Map<String, serde_json::Value> = held
+            .keys
             .iter()
             .map(|(role, _, k, held_by)| {
                 (
@@ -138,12 +176,12 @@ fn print_keys(set: &KeySet, hsm: Option<&Path>, json: bool) -> anyhow::Result<()
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"origin": set.origin(), "keys": v}))?
+            serde_json::to_string_pretty(&serde_json::json!({"origin": held.origin, "keys": v}))?
         );
         return Ok(());
     }
-    println!("log origin  {}", set.origin());
-    for (role, what, k, held_by) in rows {
+    println!("log origin  {}", held.origin);
+    for (role, what, k, held_by) in &held.keys {
         println!("\n{role} ({}, {held_by}): {what}", k.algorithm().label());
         println!("  fingerprint {}", k.fingerprint());
         println!("  vkey        {}…", &k.vkey()[..k.vkey().len().min(100)]);

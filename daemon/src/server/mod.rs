@@ -14,6 +14,7 @@ mod openai;
 pub mod records;
 mod review;
 pub mod siem;
+mod tpm_start;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -47,6 +48,7 @@ pub struct AppState {
     config: Arc<Config>,
     started: Instant,
     hsm: Option<Arc<hsm_monitor::HsmReport>>,
+    tpm: Option<Arc<tpm_start::TpmState>>,
 }
 
 /// The caller of a request, as resolved by the access middleware.
@@ -142,14 +144,19 @@ async fn health(State(s): State<AppState>) -> Response {
     let ledger = s.gate.ledger();
     let cp = ledger.latest_checkpoint().map(|(c, _)| c.size);
     let hsm_lost = s.hsm.as_ref().is_some_and(|h| h.lost());
+    let tpm_problem = s
+        .tpm
+        .as_ref()
+        .is_some_and(|t| t.binding.problem().is_some());
     let body = serde_json::json!({
-        "status": if ledger.fault().is_some() || hsm_lost { "degraded" } else { "ok" },
+        "status": if ledger.fault().is_some() || hsm_lost || tpm_problem { "degraded" } else { "ok" },
         "fault": ledger.fault(),
         "records": ledger.size(),
         "checkpoint_size": cp,
         "uptime_s": s.started.elapsed().as_secs(),
         "log": ledger.origin(),
         "hsm": s.hsm.as_ref().map(|h| h.json()),
+        "tpm": s.tpm.as_ref().map(|t| t.json()),
     });
     let status = if ledger.fault().is_some() {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
@@ -174,13 +181,20 @@ pub struct RunOptions {
     pub config: Config,
     /// Create missing keys (demo mode) instead of refusing to start.
     pub create_keys: bool,
+    /// Start even though the TPM's rollback counter does not fit the
+    /// ledger (recorded as `tpm.rollback_accepted`).
+    pub accept_rollback: bool,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let config = Arc::new(opts.config);
     let refusing = Arc::new(AtomicBool::new(false));
-    let (keys, hsm) = open_keys(&config, opts.create_keys, &refusing)?;
+    let tpm = crate::tpm::OpenTpm::from_config(&config.hw, &config.state_dir)?;
+    let sealer = tpm
+        .as_ref()
+        .map(|t| &t.sealer as &dyn cairn_attest::keys::SeedSealer);
+    let (keys, hsm) = open_keys(&config, opts.create_keys, &refusing, sealer)?;
     let ledger_config = config.ledger_config()?;
     let state_dir = config.state_dir.clone();
     let ledger = tokio::task::spawn_blocking(move || Ledger::open(&state_dir, keys, ledger_config))
@@ -194,6 +208,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         name: "cairnd".into(),
     };
 
+    let tpm = match &tpm {
+        Some(t) => Some(Arc::new(
+            tpm_start::bind(&gate, t, opts.accept_rollback, &config.state_dir).await?,
+        )),
+        None if opts.accept_rollback => bail!("--accept-rollback: no TPM is configured (hw.tpm)"),
+        None => None,
+    };
     let aborted = record_interrupted(&gate, system()).await?;
 
     gate.pass(RecordDraft::new(
@@ -205,6 +226,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "config_digest": config.digest(),
             "aborted_requests": aborted,
             "hsm": hsm.as_ref().map(|h| h.path().display().to_string()),
+            "tpm": tpm.as_ref().map(|t| t.json()),
             "recovered": {
                 "reindexed": recovery.reindexed,
                 "torn_tail_bytes": recovery.torn_records.as_ref().map(|t| t.bytes),
@@ -214,6 +236,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     ))
     .await
     .map_err(|e| anyhow::anyhow!(e.message))?;
+    if tpm.is_some() {
+        // The first checkpoint of this run carries the counter, so a copy
+        // of the state directory taken from now on is older than the TPM.
+        let ledger = ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.checkpoint())
+            .await?
+            .context("cannot checkpoint the start")?;
+    }
 
     let pool = Arc::new(models::Pool::default());
     for m in &config.models {
@@ -246,6 +276,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         config: config.clone(),
         started: Instant::now(),
         hsm: hsm_monitor.as_ref().map(|(report, _)| report.clone()),
+        tpm,
     };
     let app = router(state);
     let socket = bind_unix(&config)?;
@@ -334,6 +365,7 @@ fn open_keys(
     config: &Config,
     create: bool,
     refusing: &Arc<AtomicBool>,
+    sealer: Option<&dyn cairn_attest::keys::SeedSealer>,
 ) -> anyhow::Result<(Keyring, Option<Arc<cairn_hw::hsm::HsmSigner>>)> {
     let keys_dir = crate::cli::keys_dir(&config.state_dir);
     let software = keys_dir.join("identity.key").exists();
@@ -346,9 +378,9 @@ fn open_keys(
             );
         }
         let keys = if software {
-            Keyring::load(&keys_dir)?
+            Keyring::load_sealed(&keys_dir, sealer)?
         } else if create {
-            Keyring::create(&keys_dir, &crate::cli::default_origin())?
+            Keyring::create_sealed(&keys_dir, &crate::cli::default_origin(), sealer)?
         } else {
             bail!(
                 "no keys in {}: create them with `cairn keys init --dir {}`",
@@ -361,9 +393,15 @@ fn open_keys(
     let timing = crate::hsm::timing(&config.hw);
     let marked = keys_dir.join(crate::hsm::MARKER_FILE).exists();
     let (mut keys, hsm) = if create && !marked && !software {
-        crate::hsm::create_keys(&keys_dir, device, &crate::cli::default_origin(), timing)?
+        crate::hsm::create_keys(
+            &keys_dir,
+            device,
+            &crate::cli::default_origin(),
+            timing,
+            sealer,
+        )?
     } else {
-        crate::hsm::load_keys(&keys_dir, device, timing)?
+        crate::hsm::load_keys(&keys_dir, device, timing, sealer)?
     };
     if config.hw.hsm_lost == HsmLostPolicy::RefuseRecords {
         keys.operational = Box::new(crate::hsm::Guarded::new(keys.operational, refusing.clone()));

@@ -1,7 +1,7 @@
 //! A real TPM 2.0 (or `swtpm`) through tpm2-tss's ESAPI (`tss-esapi` 7.x).
 //!
 //! - TCTI: `device:/dev/tpmrm0` on hardware (the kernel's resource
-//!   manager), `swtpm:path=<socket>` in tests. Every transient object and
+//!   manager), `swtpm:host=127.0.0.1,port=P` in tests. Every transient object and
 //!   session is flushed after use, so it also works without a resource
 //!   manager (swtpm), and nothing is left in the TPM between calls.
 //! - **Storage key**: an ECC P-256 restricted decryption primary key in the

@@ -10,6 +10,8 @@
 //!   through tpm2-tss's ESAPI, TCTI `device:/dev/tpmrm0` on hardware.
 //! - [`quote`]: the TPMS_ATTEST bytes a quote signs, parsed and checked
 //!   by [`verify_quote`] without a TPM.
+//! - [`sealer`]: [`TpmSealer`], a TPM as the ledger's seed sealer for key
+//!   files, and [`SharedTpm`], one TPM shared between threads.
 //!
 //! # Which PCRs
 //!
@@ -38,6 +40,7 @@ pub mod emulated;
 #[cfg(feature = "tpm")]
 pub mod esapi;
 pub mod quote;
+pub mod sealer;
 
 #[cfg(test)]
 mod behaviour;
@@ -48,6 +51,7 @@ pub use emulated::EmulatedTpm;
 #[cfg(feature = "tpm")]
 pub use esapi::EsapiTpm;
 pub use quote::{verify_quote, AkPublic, Quote, QuoteInfo, QuoteSignature};
+pub use sealer::{with_tpm, SharedTpm, TpmSealer};
 
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;

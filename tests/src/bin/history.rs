@@ -213,6 +213,7 @@ impl Writer {
             origin: ORIGIN.into(),
             size,
             root: self.frontier.root(),
+            extensions: vec![],
         };
         let note = cp.sign(&self.keys).expect("sign checkpoint");
         let mut buf = Vec::new();

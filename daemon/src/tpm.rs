@@ -1,0 +1,426 @@
+//! The TPM in cairnd: which TPM (`hw.tpm`), the sealer for key seeds, and
+//! the rollback counter bound to checkpoints.
+//!
+//! # The rollback counter
+//!
+//! Every checkpoint the daemon signs carries the extension line
+//! `cairn-tpm-counter N` (FORMAT.md section 4), N the value the TPM's NV
+//! counter will hold once that checkpoint is stored: the checkpoint is made
+//! durable first, then the counter is incremented. So the newest
+//! checkpoint with a counter, C, and the TPM's counter, T, always satisfy
+//! C = T (in step) or C = T + 1 (stopped between the two; the counter is
+//! caught up at start). A state directory restored from a copy carries an
+//! older checkpoint: C < T. That, or C > T + 1 (another TPM, or its
+//! counter was reset), refuses the start with a `tpm.rollback_detected`
+//! record until an operator accepts it (`cairnd --accept-rollback`), which
+//! is a `tpm.rollback_accepted` record.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context};
+use cairn_attest::checkpoint::{Checkpoint, COUNTER_EXTENSION};
+use cairn_attest::{CheckpointHook, Ledger};
+use cairn_hw::tpm::{with_tpm, AkPublic, PcrSelection, SharedTpm, TpmSealer, COUNTER_NV_INDEX};
+
+use crate::config::HwSection;
+
+/// A TPM named by `hw.tpm`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TpmSpec {
+    /// A real TPM or a swtpm, by its TCTI (`device:…`, `swtpm:…`).
+    Tcti(String),
+    /// The emulated TPM, its state in this file.
+    Emulated(PathBuf),
+}
+
+impl TpmSpec {
+    /// Parses `hw.tpm`; an emulated TPM's state must lie outside the state
+    /// directory (restoring an older copy of that directory must not
+    /// restore the TPM's counter with it).
+    pub fn parse(spec: &str, state_dir: &Path) -> anyhow::Result<Self> {
+        let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+        match kind {
+            "device" if rest.starts_with('/') => Ok(TpmSpec::Tcti(spec.to_string())),
+            "swtpm"
+                if rest
+                    .split(',')
+                    .any(|kv| kv.starts_with("host=") && kv.len() > 5)
+                    && rest.split(',').any(|kv| {
+                        kv.strip_prefix("port=")
+                            .is_some_and(|p| p.parse::<u16>().is_ok())
+                    }) =>
+            {
+                Ok(TpmSpec::Tcti(spec.to_string()))
+            }
+            "swtpm" => bail!(
+                "hw.tpm = {spec:?}: a swtpm needs host and port, e.g. swtpm:host=127.0.0.1,port=2321"
+            ),
+            "emulated" => {
+                let path = PathBuf::from(rest);
+                if !path.is_absolute() {
+                    bail!("hw.tpm = {spec:?}: the emulated TPM's state file must be an absolute path");
+                }
+                if path.starts_with(state_dir) {
+                    bail!(
+                        "hw.tpm = {spec:?}: the emulated TPM's state must be outside the state directory {} (a restored copy of the directory would restore the TPM's counter too)",
+                        state_dir.display()
+                    );
+                }
+                Ok(TpmSpec::Emulated(path))
+            }
+            _ => bail!(
+                "hw.tpm = {spec:?}: expected device:/dev/tpmrm0, swtpm:host=H,port=P or emulated:/PATH"
+            ),
+        }
+    }
+
+    /// Connects to the TPM.
+    pub fn open(&self) -> anyhow::Result<SharedTpm> {
+        let tpm: Box<dyn cairn_hw::tpm::Tpm + Send> = match self {
+            TpmSpec::Emulated(path) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                Box::new(cairn_hw::tpm::EmulatedTpm::open(path).with_context(|| {
+                    format!("cannot open the emulated TPM at {}", path.display())
+                })?)
+            }
+            #[cfg(feature = "tpm")]
+            TpmSpec::Tcti(tcti) => Box::new(
+                cairn_hw::tpm::EsapiTpm::open(tcti)
+                    .with_context(|| format!("cannot open the TPM {tcti}"))?,
+            ),
+            #[cfg(not(feature = "tpm"))]
+            TpmSpec::Tcti(tcti) => bail!(
+                "hw.tpm = {tcti:?}: this cairnd was built without TPM support (cargo feature `tpm`, which needs libtss2); use emulated:/PATH or a build with --features tpm"
+            ),
+        };
+        Ok(Arc::new(Mutex::new(tpm)))
+    }
+}
+
+/// The TPM of a configuration, opened, with what it seals to.
+pub struct OpenTpm {
+    /// The TPM.
+    pub tpm: SharedTpm,
+    /// The key seeds' sealer.
+    pub sealer: TpmSealer,
+}
+
+impl OpenTpm {
+    /// Opens `hw.tpm`, if set.
+    pub fn from_config(hw: &HwSection, state_dir: &Path) -> anyhow::Result<Option<Self>> {
+        let Some(spec) = &hw.tpm else {
+            return Ok(None);
+        };
+        let tpm = TpmSpec::parse(spec, state_dir)?.open()?;
+        let selection = PcrSelection::new(&hw.tpm_seal_pcrs)?;
+        Ok(Some(OpenTpm {
+            sealer: TpmSealer::new(tpm.clone(), selection),
+            tpm,
+        }))
+    }
+
+    /// Which TPM this is.
+    pub fn describe(&self) -> String {
+        with_tpm(&self.tpm, |t| t.describe())
+    }
+}
+
+/// An attestation key as records and bundles carry it: `{"kind", "public"}`
+/// (`ecdsa-p256`: the SEC1 point; `ed25519-emulated`: the emulated TPM's
+/// key; base64).
+pub fn ak_json(ak: &AkPublic) -> serde_json::Value {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    match ak {
+        AkPublic::EcdsaP256(p) => serde_json::json!({"kind": "ecdsa-p256", "public": b64(p)}),
+        AkPublic::Ed25519(p) => serde_json::json!({"kind": "ed25519-emulated", "public": b64(p)}),
+    }
+}
+
+/// What the start-up check of the rollback counter found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterCheck {
+    /// No checkpoint carries a counter yet: the log binds to the TPM's
+    /// counter at this value.
+    Bound(u64),
+    /// The newest counter checkpoint and the TPM agree.
+    InStep(u64),
+    /// The daemon stopped after storing a checkpoint but before
+    /// incrementing; the counter was incremented now.
+    CaughtUp(u64),
+    /// The state directory and the TPM disagree.
+    Mismatch(Mismatch),
+}
+
+/// A state directory whose newest counter checkpoint does not fit the TPM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The counter in the newest checkpoint that carries one.
+    pub ledger_counter: u64,
+    /// That checkpoint's size.
+    pub checkpoint_size: u64,
+    /// The TPM's counter (`None`: not defined).
+    pub tpm_counter: Option<u64>,
+}
+
+impl Mismatch {
+    /// What the disagreement means, in a word for records.
+    pub fn verdict(&self) -> &'static str {
+        match self.tpm_counter {
+            Some(t) if self.ledger_counter < t => "state-older-than-tpm",
+            _ => "tpm-behind-state",
+        }
+    }
+
+    /// The record body for `tpm.rollback_detected` / `tpm.rollback_accepted`.
+    pub fn body(&self, tpm: &str) -> serde_json::Value {
+        serde_json::json!({
+            "tpm": tpm,
+            "nv_index": format!("{COUNTER_NV_INDEX:#010x}"),
+            "ledger_counter": self.ledger_counter,
+            "checkpoint_size": self.checkpoint_size,
+            "tpm_counter": self.tpm_counter,
+            "verdict": self.verdict(),
+        })
+    }
+
+    /// The operator's explanation.
+    pub fn explain(&self, state_dir: &Path) -> String {
+        let tpm = self
+            .tpm_counter
+            .map_or("undefined".to_string(), |t| t.to_string());
+        match self.verdict() {
+            "state-older-than-tpm" => format!(
+                "rollback detected: the newest checkpoint in {} (size {}) carries TPM counter {}, but the TPM's counter is {tpm}: this state directory is older than the one the TPM last saw (restored from a copy?). Records written after it are missing from this ledger. If this restore is intended, start once with --accept-rollback (recorded as tpm.rollback_accepted).",
+                state_dir.display(),
+                self.checkpoint_size,
+                self.ledger_counter
+            ),
+            _ => format!(
+                "the newest checkpoint in {} (size {}) carries TPM counter {}, but the TPM's counter is {tpm}: this is not the TPM this ledger was bound to, or its counter was reset. If that is intended, start once with --accept-rollback (recorded as tpm.rollback_accepted).",
+                state_dir.display(),
+                self.checkpoint_size,
+                self.ledger_counter
+            ),
+        }
+    }
+}
+
+/// Compares the newest counter checkpoint of `ledger` with the TPM's
+/// counter, catching the counter up by one where the daemon stopped
+/// between storing a checkpoint and incrementing (and defining it where
+/// the log binds to a TPM that never counted).
+pub fn check_counter(ledger: &Ledger, tpm: &SharedTpm) -> anyhow::Result<CounterCheck> {
+    let newest = ledger
+        .latest_checkpoint_where(|c| c.tpm_counter().is_some())
+        .context("cannot read the ledger's checkpoints")?;
+    with_tpm(tpm, |t| {
+        let now = t.counter_read().context("cannot read the TPM's counter")?;
+        let Some((cp, _)) = newest else {
+            let bound = match now {
+                Some(v) => v,
+                None => t
+                    .counter_increment()
+                    .context("cannot define the TPM's counter")?,
+            };
+            return Ok(CounterCheck::Bound(bound));
+        };
+        let c = cp.tpm_counter().expect("selected for its counter");
+        Ok(match now {
+            Some(v) if v == c => CounterCheck::InStep(v),
+            Some(v) if v.checked_add(1) == Some(c) => CounterCheck::CaughtUp(
+                t.counter_increment()
+                    .context("cannot increment the TPM's counter")?,
+            ),
+            tpm_counter => CounterCheck::Mismatch(Mismatch {
+                ledger_counter: c,
+                checkpoint_size: cp.size,
+                tpm_counter,
+            }),
+        })
+    })
+}
+
+/// The checkpoint hook that binds checkpoints to the TPM's counter (see
+/// the module docs).
+pub struct CounterBinding {
+    tpm: SharedTpm,
+    /// The counter's value after the last increment this process made or
+    /// saw at start.
+    last: Mutex<u64>,
+    /// The latest failure, for `/healthz`.
+    problem: Mutex<Option<String>>,
+}
+
+impl CounterBinding {
+    /// Binds from a counter at `last`.
+    pub fn new(tpm: SharedTpm, last: u64) -> Self {
+        Self {
+            tpm,
+            last: Mutex::new(last),
+            problem: Mutex::new(None),
+        }
+    }
+
+    /// The counter's value after the last increment.
+    pub fn counter(&self) -> u64 {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The latest failure to increment, if the last attempt failed.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl CheckpointHook for CounterBinding {
+    fn extensions(&self) -> Vec<String> {
+        vec![format!("{COUNTER_EXTENSION} {}", self.counter() + 1)]
+    }
+
+    fn stored(&self, checkpoint: &Checkpoint) {
+        let result = with_tpm(&self.tpm, |t| t.counter_increment());
+        let mut problem = self.problem.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(v) => {
+                if Some(v) != checkpoint.tpm_counter() {
+                    // Someone else incremented it: the next start will see
+                    // the TPM ahead of the ledger and refuse.
+                    tracing::error!(
+                        counter = v,
+                        expected = ?checkpoint.tpm_counter(),
+                        "the TPM's counter moved outside cairnd"
+                    );
+                    *problem = Some(format!(
+                        "the TPM's counter is {v}, expected {:?}: something else increments it",
+                        checkpoint.tpm_counter()
+                    ));
+                } else {
+                    *problem = None;
+                }
+                *self.last.lock().unwrap_or_else(|p| p.into_inner()) = v;
+            }
+            Err(e) => {
+                // The checkpoint carries last + 1; the next one will too,
+                // and a start catches the counter up by one.
+                tracing::error!(error = %e, size = checkpoint.size, "cannot increment the TPM's counter");
+                *problem = Some(format!("cannot increment the TPM's counter: {e}"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_emulated_state_stays_outside_the_state_dir() {
+        let sd = Path::new("/var/lib/cairn");
+        assert_eq!(
+            TpmSpec::parse("device:/dev/tpmrm0", sd).unwrap(),
+            TpmSpec::Tcti("device:/dev/tpmrm0".into())
+        );
+        assert!(TpmSpec::parse("swtpm:host=127.0.0.1,port=2321", sd).is_ok());
+        assert_eq!(
+            TpmSpec::parse("emulated:/var/lib/cairn-hw/tpm", sd).unwrap(),
+            TpmSpec::Emulated("/var/lib/cairn-hw/tpm".into())
+        );
+        for bad in [
+            "device:dev/tpm0",
+            "swtpm:host=h",
+            "swtpm:host=h,port=99999",
+            "emulated:/var/lib/cairn/tpm",
+            "emulated:tpm",
+            "tpm0",
+        ] {
+            assert!(TpmSpec::parse(bad, sd).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mismatches_name_their_direction() {
+        let m = |c, t| Mismatch {
+            ledger_counter: c,
+            checkpoint_size: 9,
+            tpm_counter: t,
+        };
+        assert_eq!(m(3, Some(5)).verdict(), "state-older-than-tpm");
+        assert_eq!(m(7, Some(5)).verdict(), "tpm-behind-state");
+        assert_eq!(m(7, None).verdict(), "tpm-behind-state");
+        assert!(m(3, Some(5))
+            .explain(Path::new("/s"))
+            .contains("--accept-rollback"));
+    }
+
+    /// Adds the next counter's line but never increments: a daemon stopped
+    /// between storing a checkpoint and incrementing the counter.
+    struct StopsBeforeIncrementing(u64);
+
+    impl CheckpointHook for StopsBeforeIncrementing {
+        fn extensions(&self) -> Vec<String> {
+            vec![format!("{COUNTER_EXTENSION} {}", self.0)]
+        }
+        fn stored(&self, _: &Checkpoint) {}
+    }
+
+    #[test]
+    fn the_counter_binds_keeps_step_catches_up_and_sees_a_rollback() {
+        use cairn_attest::{Actor, Keyring, LedgerConfig, RecordDraft};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::create(&dir.path().join("keys"), "cairn.example/log").unwrap();
+        let ledger = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
+        let tpm: SharedTpm = Arc::new(Mutex::new(Box::new(
+            cairn_hw::tpm::EmulatedTpm::open(&dir.path().join("tpm")).unwrap(),
+        )));
+        let append = |i: u64| {
+            let actor = Actor::System { name: "t".into() };
+            ledger
+                .append(RecordDraft::new("t", actor, serde_json::json!({ "i": i })))
+                .unwrap();
+            ledger.checkpoint().unwrap();
+        };
+        // A TPM that never counted: the counter is defined at 1.
+        assert_eq!(
+            check_counter(&ledger, &tpm).unwrap(),
+            CounterCheck::Bound(1)
+        );
+        let binding = Arc::new(CounterBinding::new(tpm.clone(), 1));
+        ledger.set_checkpoint_hook(binding.clone());
+        append(1);
+        assert_eq!(binding.counter(), 2);
+        assert_eq!(ledger.latest_checkpoint().unwrap().0.tpm_counter(), Some(2));
+        assert_eq!(
+            check_counter(&ledger, &tpm).unwrap(),
+            CounterCheck::InStep(2)
+        );
+        // Stopped after the checkpoint, before the increment.
+        ledger.set_checkpoint_hook(Arc::new(StopsBeforeIncrementing(3)));
+        append(2);
+        assert_eq!(
+            check_counter(&ledger, &tpm).unwrap(),
+            CounterCheck::CaughtUp(3)
+        );
+        assert_eq!(
+            check_counter(&ledger, &tpm).unwrap(),
+            CounterCheck::InStep(3)
+        );
+        // The TPM moved on without this ledger (a newer state elsewhere).
+        with_tpm(&tpm, |t| t.counter_increment()).unwrap();
+        with_tpm(&tpm, |t| t.counter_increment()).unwrap();
+        match check_counter(&ledger, &tpm).unwrap() {
+            CounterCheck::Mismatch(m) => {
+                assert_eq!((m.ledger_counter, m.tpm_counter), (3, Some(5)));
+                assert_eq!(m.verdict(), "state-older-than-tpm");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
