@@ -58,6 +58,10 @@ pub struct ExportOptions<'a> {
     pub verifier: Option<&'a [u8]>,
     /// Continue the export of this size (incremental); none: full.
     pub from: Option<u64>,
+    /// Further files (the daemon's TPM quote over the exported checkpoint),
+    /// listed in `SHA256SUMS` like the rest: a plain name that is none of
+    /// the bundle's own.
+    pub attachments: &'a [(&'a str, &'a [u8])],
 }
 /// The manifest's `format` value.
 pub const FORMAT: &str = "cairn-export/v1";
@@ -240,6 +244,30 @@ pub fn export(
     let mut extra: Vec<(&str, Vec<u8>)> = prefix.as_ref().map_or_else(Vec::new, PrefixFiles::files);
     if let Some(page) = opts.verifier {
         extra.push((VERIFIER, page.to_vec()));
+    }
+    for (name, bytes) in opts.attachments {
+        let own = [
+            RECORDS_JOURNAL,
+            CHECKPOINTS_JOURNAL,
+            CHECKPOINT,
+            TIMESTAMP_REQUEST,
+            MANIFEST,
+            README,
+            SUMS,
+        ];
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || own.contains(name)
+            || extra.iter().any(|(n, _)| n == name)
+        {
+            return Err(Error::Invalid(format!(
+                "cannot attach {name:?} to a bundle: not a plain name, or the name of one of its own files"
+            )));
+        }
+        extra.push((name, bytes.to_vec()));
     }
     let written = write_files(&partial, &part, &manifest, extra).and_then(|sums_sha256| {
         let exported = Exported {
@@ -756,4 +784,52 @@ fn check_sums(dir: &Path, sums: &[u8], problem: &mut impl FnMut(&str, String)) -
         }
     }
     listed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger_files::LedgerFiles;
+    use crate::{Actor, Keyring, Ledger, LedgerConfig, RecordDraft};
+
+    #[test]
+    fn attachments_are_listed_in_the_sums_and_may_not_replace_bundle_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        {
+            let keys = Keyring::create(&state.join("keys"), "cairn.example/log").unwrap();
+            let l = Ledger::open(&state, keys, LedgerConfig::default()).unwrap();
+            let actor = Actor::System { name: "t".into() };
+            l.append(RecordDraft::new("t", actor, serde_json::json!({})))
+                .unwrap();
+        }
+        let files = LedgerFiles::open(&state).unwrap();
+        let log = files.log_bytes();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        for name in [SUMS, CHECKPOINT, "../x", ".hidden", ""] {
+            let opts = ExportOptions {
+                attachments: &[(name, b"x")],
+                ..Default::default()
+            };
+            assert!(export(&log, &out, &opts, |_| Ok(())).is_err(), "{name:?}");
+        }
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing left");
+        let opts = ExportOptions {
+            attachments: &[("tpm-quote.json", b"{}\n")],
+            ..Default::default()
+        };
+        let e = export(&log, &out, &opts, |_| Ok(())).unwrap();
+        assert_eq!(
+            std::fs::read(e.dir.join("tpm-quote.json")).unwrap(),
+            b"{}\n"
+        );
+        let sums = std::fs::read_to_string(e.dir.join(SUMS)).unwrap();
+        assert!(sums.contains("  tpm-quote.json\n"), "{sums}");
+        let report = verify_log(
+            &LedgerFiles::open(&e.dir).unwrap().log_bytes(),
+            &Options::default(),
+        );
+        assert!(check(&e.dir, &report).is_empty());
+    }
 }

@@ -107,17 +107,17 @@ impl Checkpoint {
             .and_then(|r| r.try_into().ok())
             .ok_or_else(|| Error::malformed("checkpoint", "root is not 32 base64 bytes"))?;
         // The note text ends in a newline, so the last split is empty.
-        let extensions: Vec<String> = lines
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
+        let mut extensions: Vec<String> = lines.map(str::to_string).collect();
+        if extensions.last().is_some_and(String::is_empty) {
+            extensions.pop();
+        }
         if extensions
             .iter()
-            .any(|e| !e.bytes().all(|b| (0x20..0x7f).contains(&b)))
+            .any(|e| e.is_empty() || !e.bytes().all(|b| (0x20..0x7f).contains(&b)))
         {
             return Err(Error::malformed(
                 "checkpoint",
-                "an extension line is not printable ASCII",
+                "an extension line is empty or not printable ASCII",
             ));
         }
         Ok(Checkpoint {
@@ -200,6 +200,16 @@ mod tests {
         let text = String::from_utf8(signed).unwrap();
         let forged = text.replacen("counter 41", "counter 42", 1);
         assert!(Checkpoint::open(forged.as_bytes(), &ring.public()).is_err());
+        for text in [
+            "o\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\nx\n",
+            "o\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nx\u{7f}\n",
+        ] {
+            assert!(Checkpoint::parse_text(text.as_bytes()).is_err(), "{text:?}");
+        }
+        assert!(Checkpoint::parse_text(
+            b"o\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nx y\n"
+        )
+        .is_ok());
         for bad in [
             "cairn-tpm-counter",
             "cairn-tpm-counter 01",

@@ -405,19 +405,34 @@ pub fn create_key_file(
         why: format!("no randomness for a new key: {e}"),
     })?;
     let signer = signer_from_seed(algorithm, name, &seed)?;
-    let body = Zeroizing::new(match sealer {
-        None => format!(
-            "{SECRET_HEADER} {} {name}\n{}\n",
-            algorithm.label(),
-            B64.encode(seed.as_ref())
-        ),
+    let body = key_file_body(signer.as_ref(), &seed, sealer)?;
+    write_new_private(path, &body)?;
+    // The key's name must survive a power loss as well as its bytes.
+    crate::journal::sync_parent(path)?;
+    Ok(signer)
+}
+
+/// A key file's text for `signer`, made from `seed`: the seed itself, or
+/// sealed by `sealer` beside the public key.
+fn key_file_body(
+    signer: &dyn Signer,
+    seed: &[u8; 32],
+    sealer: Option<&dyn SeedSealer>,
+) -> Result<Zeroizing<String>> {
+    let pk = signer.public_key();
+    let (alg, name) = (pk.algorithm().label(), pk.name());
+    Ok(Zeroizing::new(match sealer {
+        None => format!("{SECRET_HEADER} {alg} {name}\n{}\n", B64.encode(seed)),
         Some(sealer) => format!(
-            "{SEALED_HEADER} {} {name}\nvkey {}\nsealed {}\n",
-            algorithm.label(),
-            signer.public_key().vkey(),
-            B64.encode(sealer.seal(&seed)?)
+            "{SEALED_HEADER} {alg} {name}\nvkey {}\nsealed {}\n",
+            pk.vkey(),
+            B64.encode(sealer.seal(seed)?)
         ),
-    });
+    }))
+}
+
+/// Creates `path` (mode 0600; it must not exist) holding `body`, synced.
+fn write_new_private(path: &Path, body: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -426,10 +441,33 @@ pub fn create_key_file(
         .map_err(|e| Error::io(path, e))?;
     f.write_all(body.as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(path, e))?;
-    // The key's name must survive a power loss as well as its bytes.
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Rewrites a key file that holds its seed in the clear so that it holds
+/// the seed sealed by `sealer` (a new file renamed over the old one, so a
+/// crash leaves one or the other); `false` when it was sealed already.
+/// The old file's blocks are freed, not overwritten: on a journaling or
+/// copy-on-write file system the seed may stay readable on the disk.
+pub fn seal_key_file(path: &Path, sealer: &dyn SeedSealer) -> Result<bool> {
+    let KeyFile::Secret {
+        algorithm,
+        name,
+        seed,
+    } = read_key_file(path)?
+    else {
+        return Ok(false);
+    };
+    let signer = signer_from_seed(algorithm, &name, &seed)?;
+    let body = key_file_body(signer.as_ref(), &seed, Some(sealer))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".sealing");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    write_new_private(&tmp, &body)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     crate::journal::sync_parent(path)?;
-    Ok(signer)
+    Ok(true)
 }
 
 /// A key file's contents, parsed but not unsealed.
@@ -690,9 +728,44 @@ mod tests {
         };
         let e = load_key_file(&p, Some(&other)).err().unwrap().to_string();
         assert!(e.contains("not the key the file names"), "{e}");
-        // A vkey line naming another key is refused before unsealing.
-        let forged = text.replacen("x.example\nvkey x.example", "x.example\nvkey y.example", 1);
-        std::fs::write(&p, forged).unwrap();
-        assert!(read_key_file_public(&p).is_err());
+        sealer
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // A vkey line of a key with another name is refused before
+        // unsealing; one of another key with the same name, after.
+        let line = |k: &dyn Signer| format!("vkey {}", k.public_key().vkey());
+        let own = line(a.as_ref());
+        let other_name = SoftwareMlDsa65::from_seed("y.example", &[1; 32]).unwrap();
+        std::fs::write(&p, text.replacen(&own, &line(&other_name), 1)).unwrap();
+        let e = read_key_file_public(&p).err().unwrap().to_string();
+        assert!(e.contains("names another key"), "{e}");
+        let other_key = SoftwareMlDsa65::from_seed("x.example", &[1; 32]).unwrap();
+        std::fs::write(&p, text.replacen(&own, &line(&other_key), 1)).unwrap();
+        let e = load_key_file(&p, Some(&sealer)).err().unwrap().to_string();
+        assert!(e.contains("not the key the file names"), "{e}");
+    }
+
+    #[test]
+    fn a_plain_key_file_is_sealed_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let sealer = PadSealer {
+            pad: 0x5a,
+            refuse: false.into(),
+        };
+        let a = create_key_file(&p, Algorithm::Ed25519, "x.example", None).unwrap();
+        assert!(seal_key_file(&p, &sealer).unwrap());
+        assert!(!seal_key_file(&p, &sealer).unwrap(), "sealed already");
+        assert_eq!(
+            read_key_file_public(&p).unwrap(),
+            (a.public_key().clone(), Protection::Sealed)
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let b = load_key_file(&p, Some(&sealer)).unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+        assert!(!dir.path().join("k.sealing").exists());
     }
 }

@@ -47,6 +47,7 @@
 //! tpm = "device:/dev/tpmrm0"            # or "swtpm:host=127.0.0.1,port=2321",
 //!                                       # or "emulated:/var/lib/cairn-hw/tpm"
 //! tpm_seal_pcrs = [7]                   # key seeds sealed to these sha256 PCRs
+//! tpm_counter_min_secs = 60             # rollback counter: at most one NV write per …
 //! hsm = "/dev/ttyACM0"                  # serial HSM holding the identity key
 //! hsm_lost = "keep-signing"             # keep-signing | refuse-records
 //! hsm_timeout_ms = 2000                 # one answer's deadline
@@ -127,6 +128,15 @@ pub struct HwSection {
         skip_serializing_if = "is_default_seal_pcrs"
     )]
     pub tpm_seal_pcrs: Vec<u8>,
+    /// The rollback counter is incremented at most once per this many
+    /// seconds (a TPM's NV memory wears and rate-limits writes); a
+    /// checkpoint made sooner carries the current value. A state directory
+    /// copied less than this before a restore is not told apart.
+    #[serde(
+        default = "default_counter_min_secs",
+        skip_serializing_if = "is_default_counter_min_secs"
+    )]
+    pub tpm_counter_min_secs: u64,
     /// The HSM's serial device (absent: the identity key is a 0600 file).
     #[serde(default)]
     pub hsm: Option<PathBuf>,
@@ -172,6 +182,7 @@ impl Default for HwSection {
         HwSection {
             tpm: None,
             tpm_seal_pcrs: default_seal_pcrs(),
+            tpm_counter_min_secs: default_counter_min_secs(),
             hsm: None,
             hsm_lost: HsmLostPolicy::default(),
             hsm_timeout_ms: default_hsm_timeout_ms(),
@@ -204,10 +215,18 @@ impl HwSection {
             Some(spec) => {
                 crate::tpm::TpmSpec::parse(spec, state_dir)?;
             }
-            None if !is_default_seal_pcrs(&self.tpm_seal_pcrs) => {
-                bail!("[hw] sets tpm_seal_pcrs but no hw.tpm")
+            None if !is_default_seal_pcrs(&self.tpm_seal_pcrs)
+                || !is_default_counter_min_secs(&self.tpm_counter_min_secs) =>
+            {
+                bail!("[hw] sets TPM options but no hw.tpm")
             }
             None => {}
+        }
+        if self.tpm_counter_min_secs > 86_400 {
+            bail!(
+                "hw.tpm_counter_min_secs = {}: at most 86400 (a day)",
+                self.tpm_counter_min_secs
+            );
         }
         cairn_hw::tpm::PcrSelection::new(&self.tpm_seal_pcrs)
             .map_err(|e| anyhow::anyhow!("hw.tpm_seal_pcrs = {:?}: {e}", self.tpm_seal_pcrs))?;
@@ -239,6 +258,14 @@ fn default_seal_pcrs() -> Vec<u8> {
 
 fn is_default_seal_pcrs(pcrs: &Vec<u8>) -> bool {
     *pcrs == default_seal_pcrs()
+}
+
+fn default_counter_min_secs() -> u64 {
+    60
+}
+
+fn is_default_counter_min_secs(secs: &u64) -> bool {
+    *secs == default_counter_min_secs()
 }
 
 fn default_hsm_timeout_ms() -> u64 {
@@ -632,6 +659,11 @@ mod tests {
             ("state_dir='/x'\n[hw]\ntpm='emulated:/x/tpm'", "outside"),
             ("state_dir='/x'\n[hw]\ntpm='swtpm:port=2321'", "host"),
             ("state_dir='/x'\n[hw]\ntpm_seal_pcrs=[0]", "no hw.tpm"),
+            ("state_dir='/x'\n[hw]\ntpm_counter_min_secs=0", "no hw.tpm"),
+            (
+                "state_dir='/x'\n[hw]\ntpm='device:/dev/tpmrm0'\ntpm_counter_min_secs=86401",
+                "tpm_counter_min_secs",
+            ),
             (
                 "state_dir='/x'\n[hw]\ntpm='device:/dev/tpmrm0'\ntpm_seal_pcrs=[7,23]",
                 "PCR 23",

@@ -17,11 +17,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cairn_attest::checkpoint::{Checkpoint, COUNTER_EXTENSION};
 use cairn_attest::{CheckpointHook, Ledger};
-use cairn_hw::tpm::{with_tpm, AkPublic, PcrSelection, SharedTpm, TpmSealer, COUNTER_NV_INDEX};
+use cairn_hw::tpm::{with_tpm, PcrSelection, SharedTpm, TpmSealer, COUNTER_NV_INDEX};
 
 use crate::config::HwSection;
 
@@ -58,10 +59,17 @@ impl TpmSpec {
             ),
             "emulated" => {
                 let path = PathBuf::from(rest);
-                if !path.is_absolute() {
-                    bail!("hw.tpm = {spec:?}: the emulated TPM's state file must be an absolute path");
+                if !path.is_absolute()
+                    || path
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                {
+                    bail!("hw.tpm = {spec:?}: the emulated TPM's state file must be an absolute path without `..`");
                 }
-                if path.starts_with(state_dir) {
+                // Through symbolic links, where the paths exist.
+                let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                let parent = path.parent().unwrap_or(&path);
+                if path.starts_with(state_dir) || real(parent).starts_with(real(state_dir)) {
                     bail!(
                         "hw.tpm = {spec:?}: the emulated TPM's state must be outside the state directory {} (a restored copy of the directory would restore the TPM's counter too)",
                         state_dir.display()
@@ -129,25 +137,27 @@ impl OpenTpm {
     }
 }
 
-/// An attestation key as records and bundles carry it: `{"kind", "public"}`
-/// (`ecdsa-p256`: the SEC1 point; `ed25519-emulated`: the emulated TPM's
-/// key; base64).
-pub fn ak_json(ak: &AkPublic) -> serde_json::Value {
-    use base64::Engine as _;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    match ak {
-        AkPublic::EcdsaP256(p) => serde_json::json!({"kind": "ecdsa-p256", "public": b64(p)}),
-        AkPublic::Ed25519(p) => serde_json::json!({"kind": "ed25519-emulated", "public": b64(p)}),
-    }
+/// The checkpoint an export of `log` stops at (its last): its size and
+/// signed note, for the TPM to quote before the bundle is written.
+pub fn exported_checkpoint(
+    log: &cairn_attest::verify::LogBytes<'_>,
+) -> anyhow::Result<(u64, Vec<u8>)> {
+    let (cut, cp) = cairn_attest::bundle::cut_at_checkpoint(log, None)?;
+    let note = cut
+        .checkpoints
+        .last()
+        .context("the cut holds no checkpoint")?;
+    Ok((cp.size, note.bytes.to_vec()))
 }
 
 /// What the start-up check of the rollback counter found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CounterCheck {
-    /// No checkpoint carries a counter yet: the log binds to the TPM's
-    /// counter at this value.
+    /// The log was never bound and the TPM never counted: the counter was
+    /// defined at this value, and the log binds to it.
     Bound(u64),
-    /// The newest counter checkpoint and the TPM agree.
+    /// The log's counter (its newest counter checkpoint, or the binding
+    /// itself when no checkpoint followed it yet) and the TPM's agree.
     InStep(u64),
     /// The daemon stopped after storing a checkpoint but before
     /// incrementing; the counter was incremented now.
@@ -156,13 +166,14 @@ pub enum CounterCheck {
     Mismatch(Mismatch),
 }
 
-/// A state directory whose newest counter checkpoint does not fit the TPM.
+/// A state directory whose counter does not fit the TPM's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
-    /// The counter in the newest checkpoint that carries one.
-    pub ledger_counter: u64,
-    /// That checkpoint's size.
-    pub checkpoint_size: u64,
+    /// The log's counter: the newest counter checkpoint's, or the
+    /// binding's when no checkpoint carries one; `None`: never bound.
+    pub ledger_counter: Option<u64>,
+    /// The size of the checkpoint that carries it (`None`: from a record).
+    pub checkpoint_size: Option<u64>,
     /// The TPM's counter (`None`: not defined).
     pub tpm_counter: Option<u64>,
 }
@@ -170,8 +181,9 @@ pub struct Mismatch {
 impl Mismatch {
     /// What the disagreement means, in a word for records.
     pub fn verdict(&self) -> &'static str {
-        match self.tpm_counter {
-            Some(t) if self.ledger_counter < t => "state-older-than-tpm",
+        match (self.ledger_counter, self.tpm_counter) {
+            (None, _) => "never-bound",
+            (Some(c), Some(t)) if c < t => "state-older-than-tpm",
             _ => "tpm-behind-state",
         }
     }
@@ -190,55 +202,80 @@ impl Mismatch {
 
     /// The operator's explanation.
     pub fn explain(&self, state_dir: &Path) -> String {
-        let tpm = self
-            .tpm_counter
-            .map_or("undefined".to_string(), |t| t.to_string());
+        let show = |v: Option<u64>| v.map_or("undefined".to_string(), |t| t.to_string());
+        let (tpm, ledger) = (show(self.tpm_counter), show(self.ledger_counter));
+        let whence = match self.checkpoint_size {
+            Some(size) => format!("the newest checkpoint in {} (size {size}) carries TPM counter {ledger}", state_dir.display()),
+            None => format!("the ledger in {} was bound to TPM counter {ledger} and has no checkpoint with a counter since", state_dir.display()),
+        };
+        let accept = "If that is intended, start once with --accept-rollback (recorded as tpm.rollback_accepted).";
         match self.verdict() {
             "state-older-than-tpm" => format!(
-                "rollback detected: the newest checkpoint in {} (size {}) carries TPM counter {}, but the TPM's counter is {tpm}: this state directory is older than the one the TPM last saw (restored from a copy?). Records written after it are missing from this ledger. If this restore is intended, start once with --accept-rollback (recorded as tpm.rollback_accepted).",
-                state_dir.display(),
-                self.checkpoint_size,
-                self.ledger_counter
+                "rollback detected: {whence}, but the TPM's counter is {tpm}: this state directory is older than the one the TPM last saw (restored from a copy?), and records written after it are missing from this ledger. {accept}"
+            ),
+            "never-bound" => format!(
+                "the ledger in {} was never bound to this TPM, but the TPM's counter is already {tpm}: the TPM served another ledger before (a new installation), or this state directory is a copy from before the TPM was configured (a rollback). {accept}",
+                state_dir.display()
             ),
             _ => format!(
-                "the newest checkpoint in {} (size {}) carries TPM counter {}, but the TPM's counter is {tpm}: this is not the TPM this ledger was bound to, or its counter was reset. If that is intended, start once with --accept-rollback (recorded as tpm.rollback_accepted).",
-                state_dir.display(),
-                self.checkpoint_size,
-                self.ledger_counter
+                "{whence}, but the TPM's counter is {tpm}: this is not the TPM this ledger was bound to, or its counter was reset. {accept}"
             ),
         }
     }
 }
 
-/// Compares the newest counter checkpoint of `ledger` with the TPM's
-/// counter, catching the counter up by one where the daemon stopped
-/// between storing a checkpoint and incrementing (and defining it where
-/// the log binds to a TPM that never counted).
+/// The counter the log bound to, when no checkpoint carries one: the
+/// newest `tpm.counter_bound` (its `counter`) or `tpm.rollback_accepted`
+/// (its `continues_from`) record, scanning back from the end.
+fn newest_binding(ledger: &Ledger) -> anyhow::Result<Option<Option<u64>>> {
+    for seq in (0..ledger.size()).rev() {
+        let bytes = ledger.entry(seq)?;
+        let record = cairn_attest::entry::Entry::parse(&bytes)?.record;
+        let field = match record.kind.as_str() {
+            "tpm.counter_bound" => "counter",
+            "tpm.rollback_accepted" => "continues_from",
+            _ => continue,
+        };
+        return Ok(Some(record.body.get(field).and_then(|v| v.as_u64())));
+    }
+    Ok(None)
+}
+
+/// Compares the log's counter with the TPM's, catching the counter up by
+/// one where the daemon stopped between storing a checkpoint and
+/// incrementing, and defining it where a log that was never bound meets a
+/// TPM that never counted. Anything else is a [`Mismatch`]: a state
+/// directory that lost its counter checkpoints (or never had one) on a TPM
+/// that counted is refused like an older one.
 pub fn check_counter(ledger: &Ledger, tpm: &SharedTpm) -> anyhow::Result<CounterCheck> {
     let newest = ledger
         .latest_checkpoint_where(|c| c.tpm_counter().is_some())
         .context("cannot read the ledger's checkpoints")?;
+    let (ledger_counter, checkpoint_size) = match &newest {
+        Some((cp, _)) => (cp.tpm_counter(), Some(cp.size)),
+        None => match newest_binding(ledger).context("cannot read the ledger's records")? {
+            Some(bound) => (bound, None),
+            None => (None, None),
+        },
+    };
+    let never_bound = newest.is_none() && ledger_counter.is_none();
     with_tpm(tpm, |t| {
         let now = t.counter_read().context("cannot read the TPM's counter")?;
-        let Some((cp, _)) = newest else {
-            let bound = match now {
-                Some(v) => v,
-                None => t
-                    .counter_increment()
-                    .context("cannot define the TPM's counter")?,
-            };
-            return Ok(CounterCheck::Bound(bound));
-        };
-        let c = cp.tpm_counter().expect("selected for its counter");
-        Ok(match now {
-            Some(v) if v == c => CounterCheck::InStep(v),
-            Some(v) if v.checked_add(1) == Some(c) => CounterCheck::CaughtUp(
+        Ok(match (ledger_counter, now) {
+            (None, None) if never_bound => CounterCheck::Bound(
                 t.counter_increment()
-                    .context("cannot increment the TPM's counter")?,
+                    .context("cannot define the TPM's counter")?,
             ),
-            tpm_counter => CounterCheck::Mismatch(Mismatch {
-                ledger_counter: c,
-                checkpoint_size: cp.size,
+            (Some(c), Some(v)) if v == c => CounterCheck::InStep(v),
+            (Some(c), Some(v)) if checkpoint_size.is_some() && v.checked_add(1) == Some(c) => {
+                CounterCheck::CaughtUp(
+                    t.counter_increment()
+                        .context("cannot increment the TPM's counter")?,
+                )
+            }
+            (ledger_counter, tpm_counter) => CounterCheck::Mismatch(Mismatch {
+                ledger_counter,
+                checkpoint_size,
                 tpm_counter,
             }),
         })
@@ -246,29 +283,44 @@ pub fn check_counter(ledger: &Ledger, tpm: &SharedTpm) -> anyhow::Result<Counter
 }
 
 /// The checkpoint hook that binds checkpoints to the TPM's counter (see
-/// the module docs).
+/// the module docs). It increments at most once per `min_interval` (a TPM's
+/// NV memory wears and rate-limits writes); a checkpoint made sooner
+/// carries the current value.
 pub struct CounterBinding {
     tpm: SharedTpm,
-    /// The counter's value after the last increment this process made or
-    /// saw at start.
-    last: Mutex<u64>,
+    min_interval: Duration,
+    state: Mutex<Counting>,
     /// The latest failure, for `/healthz`.
     problem: Mutex<Option<String>>,
 }
 
+struct Counting {
+    /// The counter's value after the last increment this process made or
+    /// saw at start.
+    last: u64,
+    /// When this process last incremented it.
+    at: Option<Instant>,
+}
+
 impl CounterBinding {
-    /// Binds from a counter at `last`.
-    pub fn new(tpm: SharedTpm, last: u64) -> Self {
+    /// Binds from a counter at `last`, incrementing at most once per
+    /// `min_interval`.
+    pub fn new(tpm: SharedTpm, last: u64, min_interval: Duration) -> Self {
         Self {
             tpm,
-            last: Mutex::new(last),
+            min_interval,
+            state: Mutex::new(Counting { last, at: None }),
             problem: Mutex::new(None),
         }
     }
 
+    fn counting(&self) -> std::sync::MutexGuard<'_, Counting> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The counter's value after the last increment.
     pub fn counter(&self) -> u64 {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+        self.counting().last
     }
 
     /// The latest failure to increment, if the last attempt failed.
@@ -282,30 +334,37 @@ impl CounterBinding {
 
 impl CheckpointHook for CounterBinding {
     fn extensions(&self) -> Vec<String> {
-        vec![format!("{COUNTER_EXTENSION} {}", self.counter() + 1)]
+        let c = self.counting();
+        let due = c.at.is_none_or(|at| at.elapsed() >= self.min_interval);
+        vec![format!("{COUNTER_EXTENSION} {}", c.last + u64::from(due))]
     }
 
     fn stored(&self, checkpoint: &Checkpoint) {
+        let mut c = self.counting();
+        if checkpoint.tpm_counter() != Some(c.last + 1) {
+            return; // not due: the checkpoint carries the current value
+        }
         let result = with_tpm(&self.tpm, |t| t.counter_increment());
         let mut problem = self.problem.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(v) => {
-                if Some(v) != checkpoint.tpm_counter() {
+                if v != c.last + 1 {
                     // Someone else incremented it: the next start will see
                     // the TPM ahead of the ledger and refuse.
                     tracing::error!(
                         counter = v,
-                        expected = ?checkpoint.tpm_counter(),
+                        expected = c.last + 1,
                         "the TPM's counter moved outside cairnd"
                     );
                     *problem = Some(format!(
-                        "the TPM's counter is {v}, expected {:?}: something else increments it",
-                        checkpoint.tpm_counter()
+                        "the TPM's counter is {v}, expected {}: something else increments it",
+                        c.last + 1
                     ));
                 } else {
                     *problem = None;
                 }
-                *self.last.lock().unwrap_or_else(|p| p.into_inner()) = v;
+                c.last = v;
+                c.at = Some(Instant::now());
             }
             Err(e) => {
                 // The checkpoint carries last + 1; the next one will too,
@@ -338,6 +397,7 @@ mod tests {
             "swtpm:host=h",
             "swtpm:host=h,port=99999",
             "emulated:/var/lib/cairn/tpm",
+            "emulated:/var/lib/cairn-hw/../cairn/tpm",
             "emulated:tpm",
             "tpm0",
         ] {
@@ -349,15 +409,17 @@ mod tests {
     fn mismatches_name_their_direction() {
         let m = |c, t| Mismatch {
             ledger_counter: c,
-            checkpoint_size: 9,
+            checkpoint_size: Some(9),
             tpm_counter: t,
         };
-        assert_eq!(m(3, Some(5)).verdict(), "state-older-than-tpm");
-        assert_eq!(m(7, Some(5)).verdict(), "tpm-behind-state");
-        assert_eq!(m(7, None).verdict(), "tpm-behind-state");
-        assert!(m(3, Some(5))
-            .explain(Path::new("/s"))
-            .contains("--accept-rollback"));
+        assert_eq!(m(Some(3), Some(5)).verdict(), "state-older-than-tpm");
+        assert_eq!(m(Some(7), Some(5)).verdict(), "tpm-behind-state");
+        assert_eq!(m(Some(7), None).verdict(), "tpm-behind-state");
+        assert_eq!(m(None, Some(5)).verdict(), "never-bound");
+        for (c, t) in [(Some(3), Some(5)), (Some(7), None), (None, Some(5))] {
+            let e = m(c, t).explain(Path::new("/s"));
+            assert!(e.contains("--accept-rollback"), "{e}");
+        }
     }
 
     /// Adds the next counter's line but never increments: a daemon stopped
@@ -392,7 +454,7 @@ mod tests {
             check_counter(&ledger, &tpm).unwrap(),
             CounterCheck::Bound(1)
         );
-        let binding = Arc::new(CounterBinding::new(tpm.clone(), 1));
+        let binding = Arc::new(CounterBinding::new(tpm.clone(), 1, Duration::ZERO));
         ledger.set_checkpoint_hook(binding.clone());
         append(1);
         assert_eq!(binding.counter(), 2);
@@ -417,8 +479,52 @@ mod tests {
         with_tpm(&tpm, |t| t.counter_increment()).unwrap();
         match check_counter(&ledger, &tpm).unwrap() {
             CounterCheck::Mismatch(m) => {
-                assert_eq!((m.ledger_counter, m.tpm_counter), (3, Some(5)));
+                assert_eq!((m.ledger_counter, m.tpm_counter), (Some(3), Some(5)));
                 assert_eq!(m.verdict(), "state-older-than-tpm");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_log_without_counter_checkpoints_binds_only_to_a_tpm_that_never_counted() {
+        use cairn_attest::{Actor, Keyring, LedgerConfig, RecordDraft};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::create(&dir.path().join("keys"), "cairn.example/log").unwrap();
+        let ledger = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
+        let tpm: SharedTpm = Arc::new(Mutex::new(Box::new(
+            cairn_hw::tpm::EmulatedTpm::open(&dir.path().join("tpm")).unwrap(),
+        )));
+        // The TPM counted for another ledger (or for this one, before its
+        // counter checkpoints were removed).
+        with_tpm(&tpm, |t| t.counter_increment()).unwrap();
+        with_tpm(&tpm, |t| t.counter_increment()).unwrap();
+        match check_counter(&ledger, &tpm).unwrap() {
+            CounterCheck::Mismatch(m) => {
+                assert_eq!(m.verdict(), "never-bound");
+                assert_eq!(m.tpm_counter, Some(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let bind = |counter: u64| {
+            let actor = Actor::System { name: "t".into() };
+            let body = serde_json::json!({ "counter": counter });
+            ledger
+                .append(RecordDraft::new("tpm.counter_bound", actor, body))
+                .unwrap();
+        };
+        // Bound, stopped before the first checkpoint with the counter.
+        bind(2);
+        assert_eq!(
+            check_counter(&ledger, &tpm).unwrap(),
+            CounterCheck::InStep(2)
+        );
+        // A binding the TPM has moved on from.
+        bind(1);
+        match check_counter(&ledger, &tpm).unwrap() {
+            CounterCheck::Mismatch(m) => {
+                assert_eq!(m.verdict(), "state-older-than-tpm");
+                assert_eq!((m.ledger_counter, m.checkpoint_size), (Some(1), None));
             }
             other => panic!("{other:?}"),
         }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use cairn_hw::tpm::Tpm as _;
 use cairn_tests::swtpm::Swtpm;
-use cairn_tests::{cairn_ok, cairn_verify, ledger_records, scaled, workspace_command, Daemon};
+use cairn_tests::{
+    cairn_export_with, cairn_ok, cairn_verify, ledger_records, scaled, workspace_command, Daemon,
+};
 
 /// The TPM a test runs against.
 trait Backend {
@@ -87,6 +89,24 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// Replaces a bundle file and its line in SHA256SUMS (a forger who can
+/// recompute checksums).
+fn rewrite_with_sums(bundle: &Path, name: &str, bytes: &[u8]) {
+    use sha2::Digest as _;
+    std::fs::write(bundle.join(name), bytes).unwrap();
+    let sums = std::fs::read_to_string(bundle.join("SHA256SUMS")).unwrap();
+    let fixed: String = sums
+        .lines()
+        .map(|l| match l.split_once("  ") {
+            Some((_, n)) if n == name => {
+                format!("{}  {n}\n", hex::encode(sha2::Sha256::digest(bytes)))
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(bundle.join("SHA256SUMS"), fixed).unwrap();
+}
+
 fn records_of(state: &Path, kind: &str) -> Vec<cairn_attest::Record> {
     ledger_records(state)
         .into_iter()
@@ -150,17 +170,30 @@ fn rollback_is_refused_recorded_and_accepted_only_by_the_operator(
     assert_eq!(detected.len(), 1);
     let b = &detected[0].body;
     assert_eq!(b["verdict"], "state-older-than-tpm", "{b}");
-    assert!(
-        b["ledger_counter"].as_u64() < b["tpm_counter"].as_u64(),
-        "{b}"
+    let (ledger_counter, tpm_counter) = (
+        b["ledger_counter"].as_u64().unwrap(),
+        b["tpm_counter"].as_u64().unwrap(),
     );
+    assert!(ledger_counter < tpm_counter, "{b}");
     assert!(
         records_of(&state, "daemon.start").len() == 1,
         "no start recorded"
     );
-    // Still refused the next time: nothing was accepted.
-    let (code, _) = start_fails(&["--config", cfg]);
+    // Still refused the next time: nothing was accepted, and the TPM's
+    // counter did not move.
+    let (code, err) = start_fails(&["--config", cfg]);
     assert_ne!(code, 0);
+    assert!(err.contains("rollback detected"), "{err}");
+    let detected = records_of(&state, "tpm.rollback_detected");
+    assert_eq!(detected.len(), 2);
+    assert_eq!(detected[1].body["tpm_counter"], tpm_counter);
+    // Removing the counter checkpoints (and the index) does not help: the
+    // log's binding record is older than the TPM too.
+    std::fs::remove_file(state.join("checkpoints.journal")).unwrap();
+    std::fs::remove_dir_all(state.join("index")).unwrap();
+    let (code, err) = start_fails(&["--config", cfg]);
+    assert_ne!(code, 0);
+    assert!(err.contains("rollback detected"), "{err}");
 
     // The operator accepts it, once, on the record.
     let d = Daemon::start_with_config_and(&config, &state, &["--accept-rollback"]);
@@ -174,9 +207,44 @@ fn rollback_is_refused_recorded_and_accepted_only_by_the_operator(
         }
         other => panic!("accepted by {other:?}"),
     }
+    assert!(accepted[0].body["attestation_key"]["public"].is_string());
     let d = Daemon::start_with_config(&config, &state);
     assert_eq!(health_tpm(&d)["check"], "in-step");
+
+    // An export carries the TPM's quote over its checkpoint, which
+    // `cairn verify` checks against the key the log published.
+    review(&d, "to export");
+    let out = dir.join("exports");
+    std::fs::create_dir(&out).unwrap();
+    let exported = cairn_export_with(&state, &out, &["--full"]);
+    let bundle = PathBuf::from(exported["dir"].as_str().unwrap());
+    assert!(bundle.join("tpm-quote.json").is_file());
     assert_eq!(d.stop().code(), Some(0));
+    let export_record = records_of(&state, "ledger.export").pop().unwrap();
+    assert_eq!(export_record.seq, exported["record"]["seq"]);
+    let tpm_fact = &export_record.body["tpm"];
+    assert_eq!(tpm_fact["pcr"], 23, "{tpm_fact}");
+    let (code, report) = cairn_verify(&bundle, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains("the checkpoint was extended into PCR 23 and quoted")
+            && report.contains("the key the log published in record"),
+        "{report}"
+    );
+    let quote: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("tpm-quote.json")).unwrap()).unwrap();
+    assert_eq!(quote["pcrs"]["23"], tpm_fact["value"]);
+    // A quote altered (its checksum fixed up) fails, naming the file.
+    let mut forged = quote.clone();
+    forged["pcr_before"] = "11".repeat(32).into();
+    rewrite_with_sums(
+        &bundle,
+        "tpm-quote.json",
+        &serde_json::to_vec(&forged).unwrap(),
+    );
+    let (code, report) = cairn_verify(&bundle, &[]);
+    assert_ne!(code, 0, "{report}");
+    assert!(report.contains("tpm-quote.json: quote refused"), "{report}");
     let (code, report) = cairn_verify(&state, &[]);
     assert_eq!(code, 0, "{report}");
 
@@ -219,9 +287,10 @@ fn swtpm_refuses_a_restored_state_directory() {
 }
 
 #[test]
-fn a_tpm_configured_without_sealed_keys_still_binds_and_says_so() {
+fn plain_keys_bind_are_recorded_as_plain_and_can_be_sealed() {
     // A ledger made before the TPM was configured: its key files are
-    // plain, and the first start with a TPM binds the counter.
+    // plain, the first start with a TPM binds the counter and records
+    // where the keys are; `cairn keys seal` seals them in place.
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     cairn_ok(&["keys", "init", "--dir", state.to_str().unwrap()]);
@@ -241,6 +310,22 @@ fn a_tpm_configured_without_sealed_keys_still_binds_and_says_so() {
     assert_eq!(d.stop().code(), Some(0));
     let shown = cairn_ok(&["keys", "show", "--dir", state.to_str().unwrap()]);
     assert_eq!(shown.matches("software file").count(), 3, "{shown}");
+    let start = records_of(&state, "daemon.start").pop().unwrap();
+    assert_eq!(start.body["key_files"]["operational"], "software file");
+    let out = cairn_ok(&["keys", "seal", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.matches("sealed now").count(), 3, "{out}");
+    let out = cairn_ok(&["keys", "seal", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.matches("sealed already").count(), 3, "{out}");
+    let d = Daemon::start_with_config(&config, &state);
+    assert_eq!(health_tpm(&d)["check"], "in-step");
+    assert_eq!(d.stop().code(), Some(0));
+    let start = records_of(&state, "daemon.start").pop().unwrap();
+    assert_eq!(
+        start.body["key_files"]["identity"],
+        "file sealed to the TPM"
+    );
+    let (code, report) = cairn_verify(&state, &[]);
+    assert_eq!(code, 0, "{report}");
     // Without the TPM's configuration, cairnd starts on the plain files;
     // a ledger whose keys are sealed does not.
     let sealed = dir.path().join("sealed");
@@ -257,4 +342,48 @@ fn a_tpm_configured_without_sealed_keys_still_binds_and_says_so() {
     let (code, err) = start_fails(&["--state-dir", sealed.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("sealed to a TPM"), "{err}");
+}
+
+#[test]
+fn a_new_ledger_on_a_tpm_that_counted_needs_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = format!("emulated:{}", dir.path().join("hw/tpm").display());
+    let config = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "state_dir = {:?}\n[hw]\ntpm = {tpm:?}\n",
+                dir.path().join(name)
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // The first ledger binds and counts.
+    let first = config("first");
+    cairn_ok(&["keys", "init", "--config", first.to_str().unwrap()]);
+    let d = Daemon::start_with_config(&first, &dir.path().join("first"));
+    assert_eq!(health_tpm(&d)["check"], "bound");
+    assert_eq!(d.stop().code(), Some(0));
+    // A second ledger on the same TPM (a reinstallation, or a state
+    // directory from before the TPM was configured) is refused …
+    let second = config("second");
+    let cfg = second.to_str().unwrap();
+    cairn_ok(&["keys", "init", "--config", cfg]);
+    let (code, err) = start_fails(&["--config", cfg]);
+    assert_ne!(code, 0);
+    assert!(err.contains("never bound to this TPM"), "{err}");
+    let state = dir.path().join("second");
+    assert_eq!(
+        records_of(&state, "tpm.rollback_detected")[0].body["verdict"],
+        "never-bound"
+    );
+    // … until the operator accepts it.
+    let d = Daemon::start_with_config_and(&second, &state, &["--accept-rollback"]);
+    assert_eq!(health_tpm(&d)["check"], "rollback-accepted");
+    assert_eq!(d.stop().code(), Some(0));
+    let d = Daemon::start_with_config(&second, &state);
+    assert_eq!(health_tpm(&d)["check"], "in-step");
+    assert_eq!(d.stop().code(), Some(0));
 }

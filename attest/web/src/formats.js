@@ -482,7 +482,7 @@ export function checkOrigin(origin) {
   if (!/^[\x21-\x7e]+$/.test(origin)) throw malformed('origin', `${quote(origin)} must be printable ASCII`);
 }
 
-/** Parses a checkpoint note's text (checkpoint.rs `parse_text`): {origin, size (BigInt), root}. */
+/** Parses a checkpoint note's text (checkpoint.rs `parse_text`): {origin, size (BigInt), root, extensions}. */
 export function parseCheckpointText(textStr) {
   const lines = textStr.split('\n');
   if (lines.length < 3) throw malformed('checkpoint', 'needs origin, size and root lines');
@@ -494,7 +494,13 @@ export function parseCheckpointText(textStr) {
   if (n > 18446744073709551615n) throw malformed('checkpoint', 'size out of range');
   const r = fromBase64(root);
   if (r === null || r.length !== 32) throw malformed('checkpoint', 'root is not 32 base64 bytes');
-  return { origin, size: n, root: r };
+  // Extension lines (FORMAT.md §4), signed with the rest: non-empty
+  // printable ASCII; the text ends in a newline.
+  const extensions = lines.slice(3);
+  if (extensions.length > 0 && extensions[extensions.length - 1] === '') extensions.pop();
+  if (extensions.some((e) => !/^[\x20-\x7e]+$/.test(e)))
+    throw malformed('checkpoint', 'an extension line is empty or not printable ASCII');
+  return { origin, size: n, root: r, extensions };
 }
 
 /**

@@ -80,10 +80,19 @@ pub(super) fn write(
         .sum::<u64>()
         + page.as_ref().map_or(0, |p| p.len() as u64);
     ready(at_least)?;
+    let quote = match &daemon {
+        Some(socket) => tpm_quote(socket, &log)?,
+        None => None,
+    };
+    let attachments: Vec<(&str, &[u8])> = quote
+        .iter()
+        .map(|q| (cairn_hw::tpm::checkpoint_quote::FILE, q.as_slice()))
+        .collect();
     let opts = bundle::ExportOptions {
         now,
         verifier: page.as_deref(),
         from,
+        attachments: &attachments,
     };
     let mut record = None;
     let exported = bundle::export(&log, to, &opts, |e| {
@@ -122,6 +131,46 @@ pub(super) fn write(
         socket,
         with_verifier: page.is_some(),
     })
+}
+
+/// Asks the daemon at `socket` for its TPM's quote over the checkpoint an
+/// export of `log` stops at (`tpm-quote.json`): `None` when it has no TPM,
+/// or, with a warning, when the TPM failed (the export goes on; its record
+/// then has no `tpm`).
+fn tpm_quote(
+    socket: &Path,
+    log: &cairn_attest::verify::LogBytes<'_>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    use base64::Engine as _;
+    let Ok((_, note)) = crate::tpm::exported_checkpoint(log) else {
+        return Ok(None); // nothing to export; `bundle::export` says so
+    };
+    let body = serde_json::json!({
+        "checkpoint": base64::engine::general_purpose::STANDARD.encode(&note),
+    });
+    let answer = request(
+        socket,
+        "POST",
+        "/v1/admin/tpm/quote",
+        Some(body.to_string().into()),
+    )?;
+    if answer.status == 404 {
+        return Ok(None);
+    }
+    match answer.ok() {
+        Ok(r) => {
+            // Parsed, so that the bundle never carries something else.
+            let q: cairn_hw::tpm::checkpoint_quote::CheckpointQuote =
+                serde_json::from_slice(&r.body).context("the daemon's quote does not parse")?;
+            let mut bytes = serde_json::to_vec_pretty(&q)?;
+            bytes.push(b'\n');
+            Ok(Some(bytes))
+        }
+        Err(e) => {
+            eprintln!("cairn export: warning: no TPM quote in this bundle: {e:#}");
+            Ok(None)
+        }
+    }
 }
 
 /// `cairn export --to DIR`: [`write`], and what was written, printed.

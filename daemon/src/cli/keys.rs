@@ -45,6 +45,15 @@ pub(super) enum KeysCommand {
         #[arg(long, value_name = "TPM")]
         tpm: Option<String>,
     },
+    /// Seal the key files that hold their seeds in the clear to the TPM
+    /// that cairnd's configuration names (hw.tpm): a ledger made before
+    /// the TPM was configured. Each file is replaced atomically; the keys
+    /// stay the same.
+    Seal {
+        /// cairnd's configuration file (its state_dir and [hw] tpm).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Show the public keys and fingerprints of a ledger directory, and
     /// which device holds each (no device is opened).
     Show {
@@ -103,6 +112,32 @@ pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             print_keys(&held_keys(&keys)?, false)?;
             eprintln!("key files written to {} (mode 0600)", keys.display());
         }
+        KeysCommand::Seal { config } => {
+            let c = Config::load(&config)?;
+            let tpm = OpenTpm::from_config(&c.hw, &c.state_dir)?
+                .with_context(|| format!("{}: no hw.tpm to seal the keys to", config.display()))?;
+            let keys = keys_dir(&c.state_dir);
+            for f in ["identity.key", "operational.key", "cosigner.key"] {
+                let path = keys.join(f);
+                if f == "identity.key" && !path.exists() && keys.join(MARKER_FILE).exists() {
+                    println!("{f}: in the HSM");
+                    continue;
+                }
+                let sealed = cairn_attest::keys::seal_key_file(&path, &tpm.sealer)
+                    .with_context(|| format!("cannot seal {}", path.display()))?;
+                println!(
+                    "{f}: {}",
+                    if sealed {
+                        "sealed now"
+                    } else {
+                        "sealed already"
+                    }
+                );
+            }
+            eprintln!(
+                "the old files' blocks were freed, not overwritten: on journaling or copy-on-write file systems the seeds may stay readable on the disk"
+            );
+        }
         KeysCommand::Show { dir, json } => {
             let keys = keys_dir(&dir);
             let held = held_keys(&keys)
@@ -113,13 +148,16 @@ pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What holds a key whose seed is in its file in the clear.
+const SOFTWARE_FILE: &str = "software file";
+
 /// Where a ledger directory keeps its software keys.
 pub(crate) fn keys_dir(dir: &Path) -> PathBuf {
     dir.join("keys")
 }
 
 /// A key directory's public keys and what holds each secret.
-struct HeldKeys {
+pub(crate) struct HeldKeys {
     origin: String,
     /// (role, what it signs, public key, what holds the secret).
     keys: Vec<(&'static str, &'static str, PublicKey, String)>,
@@ -127,11 +165,11 @@ struct HeldKeys {
 
 /// Reads the public keys of a key directory: from the files (sealed files
 /// carry theirs) and, for an identity key in an HSM, from the marker file.
-fn held_keys(keys: &Path) -> anyhow::Result<HeldKeys> {
+pub(crate) fn held_keys(keys: &Path) -> anyhow::Result<HeldKeys> {
     let file = |f: &str| -> anyhow::Result<(PublicKey, String)> {
         let (pk, protection) = read_key_file_public(&keys.join(f))?;
         let holder = match protection {
-            Protection::File => "software file",
+            Protection::File => SOFTWARE_FILE,
             Protection::Sealed => "file sealed to the TPM",
         };
         Ok((pk, holder.to_string()))
@@ -160,6 +198,22 @@ fn held_keys(keys: &Path) -> anyhow::Result<HeldKeys> {
             ),
         ],
     })
+}
+
+impl HeldKeys {
+    /// `{"identity": HOLDER, "operational": …, "cosigner": …}`.
+    pub(crate) fn holders(&self) -> serde_json::Value {
+        self.keys
+            .iter()
+            .map(|(role, _, _, held_by)| (role.to_string(), held_by.clone().into()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    /// Whether a key's seed is in a file in the clear.
+    pub(crate) fn any_in_the_clear(&self) -> bool {
+        self.keys.iter().any(|(_, _, _, h)| h == SOFTWARE_FILE)
+    }
 }
 
 fn print_keys(held: &HeldKeys, json: bool) -> anyhow::Result<()> {

@@ -13,10 +13,11 @@ mod keys;
 mod log_at;
 mod models;
 mod output;
-pub(crate) use keys::{default_origin, keys_dir};
+pub(crate) use keys::{default_origin, held_keys, keys_dir};
 mod proof;
 mod review;
 mod verify;
+mod verify_tpm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

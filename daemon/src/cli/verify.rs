@@ -62,8 +62,27 @@ impl Opened {
         if self.is_bundle() {
             let findings = bundle::check(&self.path, &report);
             report.findings.extend(findings);
+            if let Some(Err(why)) = self.tpm_quote(log) {
+                report.findings.push(Finding {
+                    subject: Subject::File {
+                        file: cairn_hw::tpm::checkpoint_quote::FILE.into(),
+                    },
+                    why,
+                });
+            }
         }
         report
+    }
+
+    /// A bundle's TPM quote, checked (`None`: none, or not a bundle).
+    pub(super) fn tpm_quote(
+        &self,
+        log: &LogBytes<'_>,
+    ) -> Option<Result<super::verify_tpm::QuoteSummary, String>> {
+        if !self.is_bundle() {
+            return None;
+        }
+        super::verify_tpm::check(&self.path, log)
     }
 }
 
@@ -98,8 +117,12 @@ pub(super) fn run(
         }
     }
     let elapsed = started.elapsed();
+    let quote = opened.tpm_quote(&log).and_then(Result::ok);
     if json {
         let mut v = serde_json::to_value(&report)?;
+        if let Some(q) = &quote {
+            v["tpm_quote"] = serde_json::to_value(q)?;
+        }
         if let Some((file, size)) = &extends {
             v["extends"] = serde_json::json!({"checkpoint": file, "size": size});
         }
@@ -117,6 +140,9 @@ pub(super) fn run(
                 "extends     {}: its {size} records are this log's first {size}",
                 file.display()
             );
+        }
+        if let Some(q) = &quote {
+            println!("{}", q.line());
         }
     }
     Ok(if report.ok() {

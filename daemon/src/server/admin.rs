@@ -166,6 +166,7 @@ pub(super) async fn record_export(
                 identity_fingerprint: &e.identity_fingerprint,
                 sums_sha256: &e.sums_sha256,
                 medium: e.medium.as_ref(),
+                tpm: s.tpm.as_ref().and_then(|t| t.export_facts(e.records)),
             },
         ))
         .await?;
@@ -174,6 +175,46 @@ pub(super) async fn record_export(
         Json(serde_json::json!({"cairn": {"record": receipt}})),
     )
         .into_response())
+}
+
+/// `POST /v1/admin/tpm/quote`: `{"checkpoint": base64 note}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuoteAsk {
+    checkpoint: String,
+}
+
+/// Extends PCR 23 with one of this log's stored checkpoints and answers
+/// with the TPM's quote over it (`tpm-quote.json`, FORMAT.md §9), for
+/// `cairn export` to put into the bundle; 404 without a TPM.
+pub(super) async fn tpm_quote(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &caller, "/v1/admin/tpm/quote", "a TPM quote").await?;
+    let tpm = s
+        .tpm
+        .clone()
+        .ok_or_else(|| ApiError::not_found("this cairnd has no TPM (hw.tpm)"))?;
+    let ask: QuoteAsk = parse(body, s.config.limits.max_body_bytes).await?;
+    let note = B64
+        .decode(&ask.checkpoint)
+        .map_err(|_| ApiError::bad_request("checkpoint: not base64"))?;
+    let cp = cairn_attest::checkpoint::Checkpoint::open(&note, s.gate.ledger().keys())
+        .map_err(|e| ApiError::bad_request(format!("not a checkpoint of this log: {e}")))?;
+    let size = cp.size;
+    let stored = on_ledger(&s, move |l| l.checkpoint_at(size)).await?;
+    if stored.as_deref() != Some(note.as_slice()) {
+        return Err(ApiError::bad_request(format!(
+            "this log stored no such checkpoint of size {size}"
+        )));
+    }
+    let quote = tokio::task::spawn_blocking(move || tpm.attest(size, &note))
+        .await
+        .map_err(|_| ApiError::internal("the TPM call stopped unexpectedly"))?
+        .map_err(|e| ApiError::device(format!("the TPM did not quote: {e:#}")))?;
+    Ok(Json(quote).into_response())
 }
 
 /// `POST /v1/admin/anchors`: a timestamp receipt for one of the log's

@@ -49,6 +49,16 @@ impl ApiError {
         }
     }
 
+    /// A hardware device (the TPM) failed to do what was asked (503).
+    pub fn device(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            kind: "server_error",
+            code: "device_unavailable",
+        }
+    }
+
     /// A request body over the limit (413).
     pub fn too_large(limit: usize) -> Self {
         ApiError {

@@ -14,6 +14,7 @@ use cairn_attest::Actor;
 
 use super::gate::Gate;
 use super::records::{self, ExportFacts};
+use super::tpm_start::TpmState;
 use crate::config::ExportSection;
 
 /// Starts the schedule, if `[export] dir` is set; it ends (after any
@@ -22,6 +23,7 @@ pub(super) fn spawn(
     gate: Gate,
     state_dir: PathBuf,
     cfg: ExportSection,
+    tpm: Option<std::sync::Arc<TpmState>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let dir = cfg.dir.clone()?;
@@ -41,9 +43,16 @@ pub(super) fn spawn(
                 continue; // nothing new but our own record
             }
             let (gate, state_dir, dir) = (gate.clone(), state_dir.clone(), dir.clone());
-            let (keep, verifier) = (cfg.keep, verifier.clone());
+            let (keep, verifier, tpm) = (cfg.keep, verifier.clone(), tpm.clone());
             let done = tokio::task::spawn_blocking(move || {
-                export_once(&gate, &state_dir, &dir, keep, verifier.as_deref())
+                export_once(
+                    &gate,
+                    &state_dir,
+                    &dir,
+                    keep,
+                    verifier.as_deref(),
+                    tpm.as_deref(),
+                )
             })
             .await;
             match done {
@@ -55,14 +64,17 @@ pub(super) fn spawn(
     }))
 }
 
-/// One export: checkpoint, bundle, record, prune. Returns the sequence
-/// number of the export's record. Runs on a blocking thread.
+/// One export: checkpoint, the TPM's quote over it (when there is a TPM;
+/// an export without one is still made, and its record says so by lacking
+/// `tpm`), bundle, record, prune. Returns the sequence number of the
+/// export's record. Runs on a blocking thread.
 fn export_once(
     gate: &Gate,
     state_dir: &Path,
     dir: &Path,
     keep: usize,
     verifier: Option<&Path>,
+    tpm: Option<&TpmState>,
 ) -> anyhow::Result<u64> {
     let page = crate::verifier_page::load(verifier)?;
     gate.ledger().checkpoint()?;
@@ -73,10 +85,27 @@ fn export_once(
     let handle = tokio::runtime::Handle::current();
     let mut seq = None;
     let log = files.log_bytes();
+    let quote = match tpm {
+        Some(t) => match crate::tpm::exported_checkpoint(&log)
+            .and_then(|(size, note)| t.attest(size, &note))
+        {
+            Ok(q) => Some(serde_json::to_vec_pretty(&q)?),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the TPM did not quote the scheduled export");
+                None
+            }
+        },
+        None => None,
+    };
+    let attachments: Vec<(&str, &[u8])> = quote
+        .iter()
+        .map(|q| (cairn_hw::tpm::checkpoint_quote::FILE, q.as_slice()))
+        .collect();
     let opts = bundle::ExportOptions {
         now,
         verifier: page.as_deref(),
         from: bundle::previous_export(&log),
+        attachments: &attachments,
     };
     let exported = bundle::export(&log, dir, &opts, |e| {
         let m = &e.manifest;
@@ -92,6 +121,7 @@ fn export_once(
                 identity_fingerprint: &m.identity_fingerprint,
                 sums_sha256: &e.sums_sha256,
                 medium: None,
+                tpm: tpm.and_then(|t| t.export_facts(m.records)),
             },
         );
         let receipt = handle

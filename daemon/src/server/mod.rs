@@ -73,6 +73,7 @@ fn router(state: AppState) -> Router {
             "/v1/admin/exports",
             axum::routing::post(admin::record_export),
         )
+        .route("/v1/admin/tpm/quote", axum::routing::post(admin::tpm_quote))
         .route(
             "/v1/admin/anchors",
             axum::routing::post(admin::record_anchor),
@@ -210,12 +211,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let tpm = match &tpm {
         Some(t) => Some(Arc::new(
-            tpm_start::bind(&gate, t, opts.accept_rollback, &config.state_dir).await?,
+            tpm_start::bind(
+                &gate,
+                t,
+                opts.accept_rollback,
+                Duration::from_secs(config.hw.tpm_counter_min_secs),
+                &config.state_dir,
+            )
+            .await?,
         )),
         None if opts.accept_rollback => bail!("--accept-rollback: no TPM is configured (hw.tpm)"),
         None => None,
     };
     let aborted = record_interrupted(&gate, system()).await?;
+    let key_files = crate::cli::held_keys(&crate::cli::keys_dir(&config.state_dir))?;
+    if tpm.is_some() && key_files.any_in_the_clear() {
+        tracing::warn!("key files hold their seeds in the clear although a TPM is configured");
+        eprintln!(
+            "cairnd: warning: key files in {} hold their seeds in the clear although hw.tpm is set: anyone who reads them can sign as this log (and defeat the rollback counter); seal them with `cairn keys seal --config FILE`",
+            crate::cli::keys_dir(&config.state_dir).display()
+        );
+    }
 
     gate.pass(RecordDraft::new(
         "daemon.start",
@@ -226,6 +242,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "config_digest": config.digest(),
             "aborted_requests": aborted,
             "hsm": hsm.as_ref().map(|h| h.path().display().to_string()),
+            "key_files": key_files.holders(),
             "tpm": tpm.as_ref().map(|t| t.json()),
             "recovered": {
                 "reindexed": recovery.reindexed,
@@ -276,8 +293,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         config: config.clone(),
         started: Instant::now(),
         hsm: hsm_monitor.as_ref().map(|(report, _)| report.clone()),
-        tpm,
+        tpm: tpm.clone(),
     };
+    let tpm_state = tpm;
     let app = router(state);
     let socket = bind_unix(&config)?;
     tracing::info!(socket = %config.socket_path().display(), log = ledger.origin(), records = ledger.size(), "cairnd listening");
@@ -320,6 +338,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         gate.clone(),
         config.state_dir.clone(),
         config.export.clone(),
+        tpm_state,
         stop_rx.clone(),
     );
 

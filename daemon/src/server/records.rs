@@ -65,6 +65,9 @@ pub struct ExportFacts<'a> {
     pub sums_sha256: &'a str,
     /// The USB stick it was written to, for `cairn export --usb`.
     pub medium: Option<&'a ExportMedium>,
+    /// The TPM's PCR 23 after the export's checkpoint was extended into
+    /// it (see `TpmState::export_facts`).
+    pub tpm: Option<serde_json::Value>,
 }
 
 /// The USB stick an export was written to, as UDisks2 described it.
@@ -115,6 +118,9 @@ pub fn export(actor: Actor, e: &ExportFacts<'_>) -> RecordDraft {
     });
     if let Some(m) = e.medium {
         body["medium"] = serde_json::json!(m);
+    }
+    if let Some(t) = &e.tpm {
+        body["tpm"] = t.clone();
     }
     RecordDraft::new("ledger.export", actor, body)
 }

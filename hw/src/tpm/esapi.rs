@@ -344,6 +344,12 @@ impl Tpm for EsapiTpm {
         let mut rest = sealed.blob.as_slice();
         let public = take_sized(&mut rest)?;
         let private = take_sized(&mut rest)?;
+        if !rest.is_empty() {
+            return Err(TpmError::Malformed {
+                what: "sealed seed",
+                why: "bytes after the TPM blob".into(),
+            });
+        }
         let malformed = |e: tss_esapi::Error| TpmError::Malformed {
             what: "sealed seed",
             why: e.to_string(),

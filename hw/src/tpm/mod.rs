@@ -10,6 +10,8 @@
 //!   through tpm2-tss's ESAPI, TCTI `device:/dev/tpmrm0` on hardware.
 //! - [`quote`]: the TPMS_ATTEST bytes a quote signs, parsed and checked
 //!   by [`verify_quote`] without a TPM.
+//! - [`checkpoint_quote`]: `tpm-quote.json`, the quote over an exported
+//!   checkpoint that bundles carry, made and checked.
 //! - [`sealer`]: [`TpmSealer`], a TPM as the ledger's seed sealer for key
 //!   files, and [`SharedTpm`], one TPM shared between threads.
 //!
@@ -36,6 +38,7 @@
 //! the counter detects a restored older state directory; quotes let an
 //! outsider check PCR values signed by a key that never leaves the TPM.
 
+pub mod checkpoint_quote;
 pub mod emulated;
 #[cfg(feature = "tpm")]
 pub mod esapi;
