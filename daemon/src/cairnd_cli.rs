@@ -5,6 +5,15 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// `--hw`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HwChoice {
+    /// TPM, serial HSM and USB all emulated.
+    Emulated,
+    /// No devices: software keys.
+    None,
+}
+
 /// The audited inference daemon: every action signed, chained and durable
 /// before it runs
 #[derive(Parser)]
@@ -20,6 +29,12 @@ pub struct Args {
     /// ~/.local/share/cairn/demo.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// The hardware: `emulated` (the TPM, the serial HSM and a USB stick,
+    /// all emulated: hw.mode = "emulated"; the default with --demo) or
+    /// `none` (software keys, no devices). Default: as the configuration
+    /// says.
+    #[arg(long, value_enum)]
+    pub hw: Option<HwChoice>,
     /// Start even though the TPM's rollback counter says this state
     /// directory is older than the one the TPM last saw (a restored copy)
     /// or belongs to another TPM; the acceptance is recorded

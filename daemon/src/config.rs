@@ -44,6 +44,8 @@
 //! # hostname = "ward3-appliance"        # syslog HOSTNAME (default: this machine's)
 //!
 //! [hw]                                  # hardware (optional)
+//! # mode = "emulated"                   # TPM, HSM and USB all emulated (cairnd --hw emulated)
+//! # emulated_dir = "/var/lib/cairn-hw"  # their state (default: STATE_DIR-hw)
 //! tpm = "device:/dev/tpmrm0"            # or "swtpm:host=127.0.0.1,port=2321",
 //!                                       # or "emulated:/var/lib/cairn-hw/tpm"
 //! tpm_seal_pcrs = [7]                   # key seeds sealed to these sha256 PCRs
@@ -116,6 +118,16 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HwSection {
+    /// `real` (the devices named below, if any) or `emulated`: the TPM,
+    /// the serial HSM and USB sticks all emulated, their state in
+    /// `emulated_dir` (see `crate::emulated_hw`).
+    #[serde(default, skip_serializing_if = "HwMode::is_real")]
+    pub mode: HwMode,
+    /// Where the emulated devices keep their state (default: the state
+    /// directory's name with `-hw`, beside it: outside it, so that a
+    /// restored copy of it does not restore the TPM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulated_dir: Option<PathBuf>,
     /// The TPM: `device:PATH` (a TPM resource manager, `/dev/tpmrm0`),
     /// `swtpm:host=H,port=P` (a swtpm), or `emulated:PATH` (the emulated
     /// TPM's state file, kept outside the state directory). Absent: no
@@ -155,6 +167,23 @@ pub struct HwSection {
     pub hsm_probe_ms: u64,
 }
 
+/// Real or emulated hardware.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HwMode {
+    /// The devices the configuration names (none: software keys only).
+    #[default]
+    Real,
+    /// All three emulated.
+    Emulated,
+}
+
+impl HwMode {
+    fn is_real(&self) -> bool {
+        *self == HwMode::Real
+    }
+}
+
 /// What records do while the HSM is lost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -180,6 +209,8 @@ impl HsmLostPolicy {
 impl Default for HwSection {
     fn default() -> Self {
         HwSection {
+            mode: HwMode::Real,
+            emulated_dir: None,
             tpm: None,
             tpm_seal_pcrs: default_seal_pcrs(),
             tpm_counter_min_secs: default_counter_min_secs(),
@@ -199,11 +230,25 @@ impl HwSection {
 
     /// Checks the section for a daemon whose state is in `state_dir`.
     pub fn validate(&self, state_dir: &Path) -> anyhow::Result<()> {
+        if self.mode == HwMode::Emulated && (self.hsm.is_some() || self.tpm.is_some()) {
+            bail!(
+                "hw.mode = \"emulated\" emulates the TPM and the HSM: leave hw.tpm and hw.hsm out"
+            );
+        }
+        match &self.emulated_dir {
+            Some(_) if self.mode != HwMode::Emulated => {
+                bail!("hw.emulated_dir is set but hw.mode is not \"emulated\"")
+            }
+            Some(d) if !d.is_absolute() || d.starts_with(state_dir) => bail!(
+                "hw.emulated_dir = {d:?}: must be an absolute path outside the state directory"
+            ),
+            _ => {}
+        }
         if let Some(p) = &self.hsm {
             if !p.is_absolute() {
                 bail!("hw.hsm = {p:?}: must be an absolute device path, e.g. /dev/ttyACM0");
             }
-        } else {
+        } else if self.mode == HwMode::Real {
             let d = HwSection::default();
             if (self.hsm_lost, self.hsm_timeout_ms, self.hsm_probe_ms)
                 != (d.hsm_lost, d.hsm_timeout_ms, d.hsm_probe_ms)
@@ -215,8 +260,9 @@ impl HwSection {
             Some(spec) => {
                 crate::tpm::TpmSpec::parse(spec, state_dir)?;
             }
-            None if !is_default_seal_pcrs(&self.tpm_seal_pcrs)
-                || !is_default_counter_min_secs(&self.tpm_counter_min_secs) =>
+            None if self.mode == HwMode::Real
+                && (!is_default_seal_pcrs(&self.tpm_seal_pcrs)
+                    || !is_default_counter_min_secs(&self.tpm_counter_min_secs)) =>
             {
                 bail!("[hw] sets TPM options but no hw.tpm")
             }
@@ -655,6 +701,15 @@ mod tests {
                 "hw.hsm_probe_ms",
             ),
             ("state_dir='/x'\n[hw]\ntpm='/dev/tpm0'", "hw.tpm"),
+            (
+                "state_dir='/x'\n[hw]\nmode='emulated'\ntpm='device:/dev/tpmrm0'",
+                "leave hw.tpm",
+            ),
+            ("state_dir='/x'\n[hw]\nemulated_dir='/x-hw'", "hw.mode"),
+            (
+                "state_dir='/x'\n[hw]\nmode='emulated'\nemulated_dir='/x/hw'",
+                "outside",
+            ),
             ("state_dir='/x'\n[hw]\ntpm='emulated:rel'", "absolute"),
             ("state_dir='/x'\n[hw]\ntpm='emulated:/x/tpm'", "outside"),
             ("state_dir='/x'\n[hw]\ntpm='swtpm:port=2321'", "host"),

@@ -226,10 +226,31 @@ impl Daemon {
     }
 
     /// Like [`Daemon::start`], with `CAIRN_MODEL_CACHE` set to `cache`.
+    ///
+    /// `--demo` gets `--hw none` unless `extra` chooses `--hw`: these
+    /// tests are about the gate and the API, on software keys;
+    /// `tests/emulated_hw.rs` runs the demo's default, emulated hardware.
     pub fn start_with_model_cache(state_dir: &Path, extra: &[&str], cache: &Path) -> Daemon {
         let mut args = vec!["--state-dir", state_dir.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
+        if extra.contains(&"--demo") && !extra.contains(&"--hw") {
+            args.extend_from_slice(&["--hw", "none"]);
+        }
         Self::spawn(&args, state_dir, cache)
+    }
+
+    /// Starts `cairnd --demo --state-dir DIR` exactly as the README runs
+    /// it: emulated hardware, a generated model (the model cache is empty).
+    pub fn start_demo(state_dir: &Path) -> Daemon {
+        Self::spawn(
+            &[
+                "--demo",
+                "--state-dir",
+                state_dir.to_str().expect("utf-8 path"),
+            ],
+            state_dir,
+            &state_dir.join("empty-model-cache"),
+        )
     }
 
     /// Starts `cairnd --config FILE` whose state directory is `state_dir`.

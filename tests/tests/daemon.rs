@@ -152,7 +152,7 @@ fn bad_configuration_and_a_second_daemon_are_refused() {
     let state = dir.path().join("state");
     let first = Daemon::start(&state, &["--demo"]);
     let second = cairn_tests::workspace_command("cairnd")
-        .arg("--demo")
+        .args(["--demo", "--hw", "none"])
         .arg("--state-dir")
         .arg(&state)
         .output()

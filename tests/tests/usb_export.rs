@@ -7,68 +7,13 @@
 //! stick, and no stick at all give clear errors and no complete-looking
 //! bundle. Needs root (tmpfs and bind mounts, fanotify); CI runs as root.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use cairn_attest::{Actor, Keyring, Ledger, LedgerConfig, RecordDraft};
+use cairn_hw::usb::emulator::PrivateBus;
 use cairn_tests::{cairn_verify, scaled, workspace_command, Tmpfs};
-
-/// A private `dbus-daemon` on a Unix socket, with a configuration that
-/// lets anyone own any name (the look-alike takes UDisks2's).
-struct Bus {
-    child: Child,
-    address: String,
-}
-
-impl Bus {
-    fn start(dir: &Path) -> Bus {
-        let config = dir.join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"#,
-                dir.join("bus").display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("dbus-daemon (Debian: apt-get install dbus-daemon; tests/run installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        Bus {
-            child,
-            address: line.trim().to_string(),
-        }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `cairn-udisks-emu` on a bus, its sticks mounted under `media`; stopped
 /// (and what it mounted unmounted) on drop.
@@ -77,12 +22,12 @@ struct Emu {
 }
 
 impl Emu {
-    fn start(bus: &Bus, dir: &Path, sticks: &[String]) -> Emu {
+    fn start(bus: &PrivateBus, dir: &Path, sticks: &[String]) -> Emu {
         let ready = dir.join("emu.ready");
         // An earlier emulator's file would read as this one being ready.
         let _ = std::fs::remove_file(&ready);
         let mut cmd = workspace_command("cairn-udisks-emu");
-        cmd.args(["--address", &bus.address, "--media"])
+        cmd.args(["--address", bus.address(), "--media"])
             .arg(dir.join("media"))
             .arg("--ready-file")
             .arg(&ready);
@@ -114,14 +59,15 @@ impl Drop for Emu {
 /// tmpfs of `size`.
 struct World {
     dir: tempfile::TempDir,
-    bus: Bus,
+    bus: PrivateBus,
     stick: Tmpfs,
 }
 
 impl World {
     fn new(size: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let bus = Bus::start(dir.path());
+        let bus = PrivateBus::start(dir.path())
+            .expect("dbus-daemon (Debian: apt-get install dbus-daemon; tests/run installs it)");
         let stick = Tmpfs::mount(&dir.path().join("stick"), size);
         World { dir, bus, stick }
     }
@@ -139,7 +85,7 @@ impl World {
     /// the system bus.
     fn export(&self, ledger: &Path, args: &[&str]) -> Output {
         workspace_command("cairn")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus.address)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address())
             .args(["export", "--ledger"])
             .arg(ledger)
             .arg("--usb")
@@ -248,6 +194,29 @@ fn an_export_through_udisks2_verifies_and_the_stick_is_powered_off() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_stick_linked_instead_of_mounted_takes_the_same_export() {
+    // As `cairnd --hw emulated` serves its stick to a user who may not
+    // mount: the same client code, the stick's directory behind a link.
+    let w = World::new("16m");
+    let ledger = w.dir.path().join("ledger");
+    make_ledger(&ledger, 20);
+    let _emu = w.emu(",link");
+    let v = json(&w.export(&ledger, &["--json"]));
+    assert_eq!(
+        (v["verified"].clone(), v["powered_off"].clone()),
+        (true.into(), true.into())
+    );
+    let bundle = v["bundle"].as_str().unwrap();
+    assert_eq!(w.on_stick(), vec![bundle.to_string()]);
+    assert!(
+        !w.dir.path().join("media/CAIRN").exists(),
+        "the link is gone"
+    );
+    let (code, text) = cairn_verify(&w.stick.path.join(bundle), &[]);
+    assert_eq!(code, 0, "{text}");
 }
 
 #[test]

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cairn_daemon::cairnd_cli::Args;
-use cairn_daemon::config::Config;
+use cairn_daemon::cairnd_cli::{Args, HwChoice};
+use cairn_daemon::config::{Config, HwMode, HwSection};
 use cairn_daemon::server::{run, RunOptions};
 use clap::Parser;
 
@@ -39,6 +39,12 @@ fn start(args: Args) -> anyhow::Result<()> {
     };
     if let (Some(dir), Some(_)) = (&args.state_dir, &args.config) {
         config.state_dir = dir.clone();
+    }
+    // The demo is the appliance with emulated hardware.
+    match args.hw.or(args.demo.then_some(HwChoice::Emulated)) {
+        Some(HwChoice::Emulated) => config.hw.mode = HwMode::Emulated,
+        Some(HwChoice::None) => config.hw = HwSection::default(),
+        None => {}
     }
     config.validate()?;
     if args.check_config {

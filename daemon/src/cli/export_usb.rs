@@ -17,6 +17,25 @@ use super::export::{write, Extent, Written};
 use super::verify::Opened;
 use crate::server::records::ExportMedium;
 
+/// UDisks2 on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set), or,
+/// when it is not set and the daemon at `socket` runs with emulated
+/// hardware, on that daemon's private bus with its emulated stick.
+fn media_for(socket: &Path) -> anyhow::Result<UDisks2> {
+    if std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS").is_none() {
+        let health = crate::client::request(socket, "GET", "/healthz", None)
+            .ok()
+            .and_then(|r| r.json().ok());
+        let bus = health
+            .as_ref()
+            .and_then(|h| h["emulated_hw"]["usb"]["bus"].as_str());
+        if let Some(bus) = bus {
+            eprintln!("cairn export: onto the daemon's emulated USB stick (bus {bus})");
+            return Ok(UDisks2::at(bus)?);
+        }
+    }
+    Ok(UDisks2::system()?)
+}
+
 /// Exports the ledger in `ledger` onto the stick `want` names (or the only
 /// one plugged in); see [`write`] for `socket`, `verifier` and `extent`.
 pub(super) fn run(
@@ -28,7 +47,8 @@ pub(super) fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let media = UDisks2::system()?;
+    let daemon_socket = socket.clone().unwrap_or_else(|| ledger.join("cairnd.sock"));
+    let media = media_for(&daemon_socket)?;
     let medium = media.choose(want)?;
     let facts = ExportMedium {
         label: medium.label.clone(),

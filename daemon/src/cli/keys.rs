@@ -9,6 +9,7 @@ use cairn_attest::Keyring;
 use clap::Subcommand;
 
 use crate::config::{Config, HwSection};
+use crate::emulated_hw::EmulatedHw;
 use crate::hsm::{Marker, MARKER_FILE};
 use crate::tpm::OpenTpm;
 
@@ -76,7 +77,7 @@ pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             hsm,
             tpm,
         } => {
-            let (dir, hw) = match (config, dir) {
+            let (dir, mut hw) = match (config, dir) {
                 (Some(path), _) => {
                     let c = Config::load(&path)?;
                     (c.state_dir, c.hw)
@@ -98,6 +99,9 @@ pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let origin = origin.unwrap_or_else(default_origin);
+            // hw.mode = "emulated": the emulated HSM and TPM, as cairnd
+            // will use them.
+            let _emulated = EmulatedHw::start(&mut hw, &dir, false)?;
             let tpm = OpenTpm::from_config(&hw, &dir)?;
             let sealer = tpm.as_ref().map(|t| &t.sealer as &dyn SeedSealer);
             let created = match &hw.hsm {
@@ -113,7 +117,8 @@ pub(super) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             eprintln!("key files written to {} (mode 0600)", keys.display());
         }
         KeysCommand::Seal { config } => {
-            let c = Config::load(&config)?;
+            let mut c = Config::load(&config)?;
+            let _emulated = EmulatedHw::start(&mut c.hw, &c.state_dir, false)?;
             let tpm = OpenTpm::from_config(&c.hw, &c.state_dir)?
                 .with_context(|| format!("{}: no hw.tpm to seal the keys to", config.display()))?;
             let keys = keys_dir(&c.state_dir);

@@ -49,6 +49,7 @@ pub struct AppState {
     started: Instant,
     hsm: Option<Arc<hsm_monitor::HsmReport>>,
     tpm: Option<Arc<tpm_start::TpmState>>,
+    emulated: Option<Arc<crate::emulated_hw::EmulatedHw>>,
 }
 
 /// The caller of a request, as resolved by the access middleware.
@@ -158,6 +159,7 @@ async fn health(State(s): State<AppState>) -> Response {
         "log": ledger.origin(),
         "hsm": s.hsm.as_ref().map(|h| h.json()),
         "tpm": s.tpm.as_ref().map(|t| t.json()),
+        "emulated_hw": s.emulated.as_ref().map(|e| e.json()),
     });
     let status = if ledger.fault().is_some() {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
@@ -189,7 +191,13 @@ pub struct RunOptions {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let config = Arc::new(opts.config);
+    let mut config = opts.config;
+    let emulated = crate::emulated_hw::EmulatedHw::start(&mut config.hw, &config.state_dir, true)?
+        .map(Arc::new);
+    if let Some(e) = &emulated {
+        println!("cairnd: {}", e.describe());
+    }
+    let config = Arc::new(config);
     let refusing = Arc::new(AtomicBool::new(false));
     let tpm = crate::tpm::OpenTpm::from_config(&config.hw, &config.state_dir)?;
     let sealer = tpm
@@ -244,6 +252,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "hsm": hsm.as_ref().map(|h| h.path().display().to_string()),
             "key_files": key_files.holders(),
             "tpm": tpm.as_ref().map(|t| t.json()),
+            "emulated_hw": emulated.as_ref().map(|e| e.json()),
             "recovered": {
                 "reindexed": recovery.reindexed,
                 "torn_tail_bytes": recovery.torn_records.as_ref().map(|t| t.bytes),
@@ -294,6 +303,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         started: Instant::now(),
         hsm: hsm_monitor.as_ref().map(|(report, _)| report.clone()),
         tpm: tpm.clone(),
+        emulated: emulated.clone(),
     };
     let tpm_state = tpm;
     let app = router(state);

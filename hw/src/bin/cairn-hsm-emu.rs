@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cairn_hw::hsm::emulator::{open_pty, serve, Device, EmulatorState, Faults, ServeEnd};
+use cairn_hw::hsm::emulator::{
+    open_pty, point_link, serve, Device, EmulatorState, Faults, ServeEnd,
+};
 
 #[derive(clap::Parser)]
 #[command(
@@ -59,7 +61,7 @@ fn run(args: Args) -> std::io::Result<()> {
     let mut device = Device::new(state)?;
     let (master, pty) = open_pty()?;
     if let Some(link) = &args.link {
-        replace_symlink(&pty, link)?;
+        point_link(&pty, link)?;
     }
     if let Some(f) = &args.path_file {
         write_atomically(f, format!("{}\n", pty.display()).as_bytes())?;
@@ -85,14 +87,6 @@ fn run(args: Args) -> std::io::Result<()> {
         ServeEnd::Unplugged => writeln!(out, "cairn-hsm-emu: unplugged (--fail-after)")?,
     }
     Ok(())
-}
-
-/// Points `link` at `target`, replacing any earlier link in one rename.
-fn replace_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    let tmp = sibling(link, ".new");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    std::fs::rename(&tmp, link)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

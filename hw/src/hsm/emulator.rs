@@ -256,6 +256,35 @@ pub fn open_pty() -> io::Result<(OwnedFd, PathBuf)> {
     Ok((pty.master, path))
 }
 
+/// Points `link` at `target`, replacing any earlier link in one rename (as
+/// udev's /dev/serial/by-id links follow a replugged device).
+pub fn point_link(target: &Path, link: &Path) -> io::Result<()> {
+    let mut tmp = link.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, link)
+}
+
+/// Serves the emulated HSM whose state is in `state` on a new
+/// pseudo-terminal from a thread of this process (`cairnd --hw
+/// emulated`), with `link` pointing at the terminal; returns the
+/// terminal's path. The thread serves until the process exits.
+pub fn serve_in_thread(state: &Path, link: &Path) -> io::Result<PathBuf> {
+    let mut device = Device::new(EmulatorState::open_or_create(state)?)?;
+    let (master, pty) = open_pty()?;
+    point_link(&pty, link)?;
+    std::thread::Builder::new()
+        .name("cairn-hsm-emulated".into())
+        .spawn(move || {
+            if let Err(e) = serve(master, &mut device, Faults::default()) {
+                eprintln!("the emulated HSM stopped: {e}");
+            }
+        })?;
+    Ok(pty)
+}
+
 /// Why [`serve`] returned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ServeEnd {

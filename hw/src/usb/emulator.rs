@@ -59,6 +59,10 @@ pub struct StickSpec {
     pub read_only: bool,
     /// A fault to inject.
     pub fault: Option<Fault>,
+    /// "Mounted" as a symbolic link to its directory instead of a bind
+    /// mount: for users without the right to mount (`cairnd --hw
+    /// emulated` as a user); no read-only stick, no faults.
+    pub link: bool,
 }
 
 impl FromStr for StickSpec {
@@ -72,6 +76,7 @@ impl FromStr for StickSpec {
             uuid: String::new(),
             read_only: false,
             fault: None,
+            link: false,
         };
         for part in s.split(',') {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
@@ -88,6 +93,7 @@ impl FromStr for StickSpec {
                 "serial" => spec.serial = value.into(),
                 "uuid" => spec.uuid = value.into(),
                 "ro" if value.is_empty() => spec.read_only = true,
+                "link" if value.is_empty() => spec.link = true,
                 "unplug-at-open" => spec.fault = Some(Fault::UnplugAtOpen(count()?)),
                 "fill-at-open" => spec.fault = Some(Fault::FillAtOpen(count()?)),
                 _ => return Err(format!("unknown stick option {part:?}")),
@@ -105,6 +111,9 @@ impl FromStr for StickSpec {
         }
         if !safe(&spec.serial) || !safe(&spec.uuid) {
             return Err("serial and uuid: letters, digits, - _ .".into());
+        }
+        if spec.link && (spec.read_only || spec.fault.is_some()) {
+            return Err("a linked stick cannot be read-only or inject faults".into());
         }
         Ok(spec)
     }
@@ -258,10 +267,9 @@ impl FilesystemIface {
                     st.name
                 )));
             };
-            umount2(&at, MntFlags::empty()).map_err(|e| {
+            release(&at).map_err(|e| {
                 UdError::DeviceBusy(format!("Error unmounting {}: {e}", at.display()))
             })?;
-            let _ = std::fs::remove_dir(&at);
             st.mounted_at = None;
         }
         self.mount_points_changed(&emitter).await?;
@@ -351,6 +359,12 @@ fn bind_mount(spec: &StickSpec, at: &Path) -> Result<(), String> {
             at.display()
         )
     };
+    if spec.link {
+        if let Some(parent) = at.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| failed("mkdir", &e))?;
+        }
+        return std::os::unix::fs::symlink(&spec.dir, at).map_err(|e| failed("link", &e));
+    }
     std::fs::create_dir_all(at).map_err(|e| failed("mkdir", &e))?;
     mount(
         Some(&spec.dir),
@@ -370,12 +384,114 @@ fn bind_mount(spec: &StickSpec, at: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the stick at `at` is linked rather than mounted.
+fn is_link(at: &Path) -> bool {
+    std::fs::symlink_metadata(at).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Unmounts the stick at `at` (or removes its link) and removes the
+/// mount point.
+fn release(at: &Path) -> nix::Result<()> {
+    if is_link(at) {
+        return std::fs::remove_file(at).map_err(|_| nix::errno::Errno::EIO);
+    }
+    umount2(at, MntFlags::empty())?;
+    let _ = std::fs::remove_dir(at);
+    Ok(())
+}
+
 /// Detaches the mount at `at` (lazily: files open on it stay usable, as
 /// on a pulled stick whose writes go nowhere) and removes the directory.
 fn detach(at: &Path) -> nix::Result<()> {
+    if is_link(at) {
+        return release(at);
+    }
     umount2(at, MntFlags::MNT_DETACH)?;
     let _ = std::fs::remove_dir(at);
     Ok(())
+}
+
+/// A private `dbus-daemon` on a Unix socket for the look-alike (udisksd
+/// needs udev), with a configuration that lets any local user own any
+/// name; killed on drop, and by the kernel when its parent dies.
+pub struct PrivateBus {
+    child: std::process::Child,
+    address: String,
+}
+
+impl PrivateBus {
+    /// Starts `dbus-daemon` listening on `DIR/bus` (its configuration in
+    /// `DIR/bus.conf`) and returns once it printed its address.
+    pub fn start(dir: &Path) -> std::io::Result<Self> {
+        use std::io::BufRead as _;
+        use std::os::unix::process::CommandExt as _;
+        std::fs::create_dir_all(dir)?;
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.join("bus").display()
+            ),
+        )?;
+        let mut cmd = std::process::Command::new("dbus-daemon");
+        cmd.arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: prctl(2) is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("dbus-daemon (Debian: apt-get install dbus-daemon): {e}"),
+            )
+        })?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        if !line.starts_with("unix:") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(format!(
+                "dbus-daemon did not start (it printed {line:?})"
+            )));
+        }
+        Ok(PrivateBus {
+            child,
+            address: line.trim().to_string(),
+        })
+    }
+
+    /// The bus's address (`unix:path=…,guid=…`).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Removes a stick's objects from the bus (the object manager announces
@@ -554,6 +670,8 @@ mod tests {
             "label=A,dir=/s,unplug-at-open=0",
             "label=A,dir=/s,colour=red",
             "label=A,dir=/s,serial=a/b",
+            "label=A,dir=/s,link,ro",
+            "label=A,dir=/s,link,fill-at-open=1",
         ] {
             assert!(bad.parse::<StickSpec>().is_err(), "{bad}");
         }

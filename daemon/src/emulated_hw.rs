@@ -1,0 +1,181 @@
+//! `--hw emulated` (`hw.mode = "emulated"`): the appliance's three devices
+//! emulated, and served so that cairnd and cairn use them through the same
+//! code as real ones:
+//!
+//! - the **TPM**: the emulated TPM, its state in `DIR/tpm`
+//!   (`hw.tpm = "emulated:DIR/tpm"`);
+//! - the **serial HSM**: the emulator serving its protocol on a
+//!   pseudo-terminal from a thread of this process, its key and counter in
+//!   `DIR/hsm.state`; cairnd opens the terminal through `DIR/ttyHSM` as it
+//!   opens a real device (`hw.hsm`), over tokio-serial;
+//! - **USB sticks**: the UDisks2 look-alike on a private `dbus-daemon`
+//!   (`DIR/usb/bus`), one stick `CAIRN-EXPORT` whose contents are the
+//!   directory `DIR/usb/stick`; `cairn export --usb` finds the bus through
+//!   the daemon (`/healthz`). As root the stick is bind-mounted, as
+//!   udisksd mounts; otherwise it is "mounted" as a link. Without
+//!   `dbus-daemon` the other two still run and the daemon says why USB
+//!   does not.
+//!
+//! `DIR` is `hw.emulated_dir`, by default the state directory's name with
+//! `-hw`, beside it: never inside it, so that restoring a copy of the
+//! state directory does not restore the TPM's counter with it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use cairn_hw::usb::emulator::{Emulator, PrivateBus, StickSpec};
+
+use crate::config::{HwMode, HwSection};
+
+/// The label of the emulated stick.
+pub const STICK_LABEL: &str = "CAIRN-EXPORT";
+
+/// The emulated devices of a running daemon.
+pub struct EmulatedHw {
+    dir: PathBuf,
+    usb: Result<EmulatedUsb, String>,
+}
+
+/// The emulated USB stick and its bus; stopped on drop.
+struct EmulatedUsb {
+    // Dropped first: the look-alike unmounts its stick while the bus runs.
+    _emulator: Emulator,
+    bus: PrivateBus,
+    stick: PathBuf,
+}
+
+/// The default place of the emulated devices' state: `STATE_DIR-hw`.
+pub fn default_dir(state_dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = state_dir.file_name().with_context(|| {
+        format!(
+            "{}: no directory name to put -hw after; set hw.emulated_dir",
+            state_dir.display()
+        )
+    })?;
+    let mut hw = name.to_owned();
+    hw.push("-hw");
+    Ok(state_dir.with_file_name(hw))
+}
+
+impl EmulatedHw {
+    /// When `hw.mode = "emulated"`: starts the devices (the USB stick only
+    /// `with_usb`) and turns `hw` into the real-hardware section that names
+    /// them (so the rest of cairnd cannot tell); `None` otherwise.
+    pub fn start(
+        hw: &mut HwSection,
+        state_dir: &Path,
+        with_usb: bool,
+    ) -> anyhow::Result<Option<Self>> {
+        if hw.mode != HwMode::Emulated {
+            return Ok(None);
+        }
+        let dir = match &hw.emulated_dir {
+            Some(d) => d.clone(),
+            None => default_dir(state_dir)?,
+        };
+        cairn_attest::keyring::create_private_dir(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let link = dir.join("ttyHSM");
+        cairn_hw::hsm::emulator::serve_in_thread(&dir.join("hsm.state"), &link)
+            .with_context(|| format!("cannot start the emulated HSM in {}", dir.display()))?;
+        let usb = if with_usb {
+            start_usb(&dir.join("usb")).map_err(|e| format!("{e:#}"))
+        } else {
+            Err("not started".into())
+        };
+        if let (true, Err(why)) = (with_usb, &usb) {
+            tracing::warn!(%why, "no emulated USB stick");
+        }
+        *hw = HwSection {
+            mode: HwMode::Real,
+            emulated_dir: None,
+            tpm: Some(format!("emulated:{}", dir.join("tpm").display())),
+            hsm: Some(link),
+            ..hw.clone()
+        };
+        Ok(Some(EmulatedHw { dir, usb }))
+    }
+
+    /// The bus the emulated stick is on, if it runs.
+    pub fn usb_bus(&self) -> Option<&str> {
+        self.usb.as_ref().ok().map(|u| u.bus.address())
+    }
+
+    /// For `/healthz` and the `daemon.start` record.
+    pub fn json(&self) -> serde_json::Value {
+        let usb = match &self.usb {
+            Ok(u) => serde_json::json!({
+                "bus": u.bus.address(),
+                "stick": STICK_LABEL,
+                "stick_dir": u.stick,
+            }),
+            Err(why) => serde_json::json!({ "unavailable": why }),
+        };
+        serde_json::json!({
+            "mode": "emulated",
+            "dir": self.dir,
+            "usb": usb,
+        })
+    }
+
+    /// What an operator reads at start.
+    pub fn describe(&self) -> String {
+        let usb = match &self.usb {
+            Ok(u) => format!(
+                "USB stick {STICK_LABEL} (its contents in {}) on bus {}",
+                u.stick.display(),
+                u.bus.address()
+            ),
+            Err(why) => format!("no USB stick ({why})"),
+        };
+        format!(
+            "emulated hardware in {}: TPM, serial HSM on {}, {usb}",
+            self.dir.display(),
+            self.dir.join("ttyHSM").display()
+        )
+    }
+}
+
+/// The look-alike on a private bus with one stick, its contents in
+/// `DIR/stick`.
+fn start_usb(dir: &Path) -> anyhow::Result<EmulatedUsb> {
+    let stick = dir.join("stick");
+    std::fs::create_dir_all(&stick)
+        .with_context(|| format!("cannot create {}", stick.display()))?;
+    let bus = PrivateBus::start(dir).context("cannot start a private dbus-daemon")?;
+    let spec: StickSpec = format!(
+        "label={STICK_LABEL},dir={},serial=EMULATED0001,uuid=CA12-0001{}",
+        stick.display(),
+        if nix::unistd::geteuid().is_root() {
+            ""
+        } else {
+            ",link"
+        }
+    )
+    .parse()
+    .map_err(anyhow::Error::msg)?;
+    if spec.dir != stick {
+        bail!("{}: not a path the look-alike can take", stick.display());
+    }
+    let emulator = Emulator::serve(bus.address(), &dir.join("media"), vec![spec])
+        .context("cannot serve the UDisks2 look-alike")?;
+    Ok(EmulatedUsb {
+        _emulator: emulator,
+        bus,
+        stick,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_dir_is_beside_the_state_dir() {
+        assert_eq!(
+            default_dir(Path::new("/var/lib/cairn")).unwrap(),
+            PathBuf::from("/var/lib/cairn-hw")
+        );
+        assert!(default_dir(Path::new("/")).is_err());
+    }
+}
