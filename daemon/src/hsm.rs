@@ -106,12 +106,16 @@ pub fn create_keys(
 }
 
 /// Loads a key directory whose identity key is the HSM's at `device`,
-/// checking that the device holds the key the marker file names.
+/// checking that the device holds the key the marker file names. With
+/// `absent_ok`, a device that does not answer is taken as lost from the
+/// start (its public key from the marker file; the daemon's monitor takes
+/// it back when it answers with that key); without, that is an error.
 pub fn load_keys(
     keys_dir: &Path,
     device: &Path,
     timing: Timing,
     sealer: Option<&dyn SeedSealer>,
+    absent_ok: bool,
 ) -> anyhow::Result<(Keyring, Arc<HsmSigner>)> {
     if keys_dir.join("identity.key").exists() {
         bail!(
@@ -130,9 +134,14 @@ pub fn load_keys(
     let ring = Keyring::load_with_identity(
         keys_dir,
         |origin| {
-            let hsm = Arc::new(
-                HsmSigner::open(device, origin, timing).map_err(cairn_attest::Error::Invalid)?,
-            );
+            let hsm = Arc::new(match HsmSigner::open(device, origin, timing) {
+                Ok(hsm) => hsm,
+                Err(why) if absent_ok => {
+                    tracing::warn!(%why, "the HSM holding the identity key is absent at start");
+                    HsmSigner::absent(device, marker.identity.clone(), timing, why)
+                }
+                Err(why) => return Err(cairn_attest::Error::Invalid(why)),
+            });
             opened = Some(hsm.clone());
             Ok(Box::new(Shared(hsm)))
         },

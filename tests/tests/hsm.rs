@@ -214,8 +214,54 @@ fn refuse_records_policy_refuses_while_the_hsm_is_lost() {
 }
 
 #[test]
-fn a_missing_or_wrong_device_stops_the_start_with_a_clear_error() {
+fn an_hsm_absent_at_start_is_recorded_lost_and_taken_back() {
     let (s, emu) = setup(&[], "");
+    // The ledger's first start signs its genesis with the HSM; then the
+    // device is unplugged while cairnd is stopped.
+    let d = Daemon::start_with_config(&s.config, &s.state);
+    assert_eq!(d.stop().code(), Some(0));
+    emu.unplug();
+    // keep-signing (the default): cairnd starts, records go on, no
+    // checkpoint is signed.
+    let d = Daemon::start_with_config(&s.config, &s.state);
+    let h = health(&d);
+    assert_eq!(
+        (h["hsm"]["state"].clone(), h["status"].clone()),
+        ("lost".into(), "degraded".into()),
+        "{h}"
+    );
+    assert_eq!(review(&d, "while the HSM is absent"), 201);
+    assert_eq!(checkpoint(&d), 503);
+    let _emu = Emulator::start(&s.emu_state, &s.link, &[]);
+    wait_for("the checkpoint after the HSM's return", || {
+        let h = health(&d);
+        h["hsm"]["state"] == "present" && h["checkpoint_size"] == h["records"]
+    });
+    assert_eq!(d.stop().code(), Some(0));
+    let records = ledger_records(&s.state);
+    let lost = records.iter().position(|r| r.kind == "hsm.lost").unwrap();
+    let start = records
+        .iter()
+        .rposition(|r| r.kind == "daemon.start")
+        .unwrap();
+    let back = records
+        .iter()
+        .position(|r| r.kind == "hsm.restored")
+        .unwrap();
+    assert!(
+        lost < start && start < back,
+        "{:?}",
+        records.iter().map(|r| &r.kind).collect::<Vec<_>>()
+    );
+    let reason = records[lost].body["reason"].as_str().unwrap();
+    assert!(reason.starts_with("absent at start"), "{reason}");
+    let out = cairn_ok(&["verify", s.state.to_str().unwrap()]);
+    assert!(out.contains("OK:"), "{out}");
+}
+
+#[test]
+fn a_missing_device_under_refuse_records_or_a_wrong_one_stops_the_start() {
+    let (s, emu) = setup(&[], "hsm_lost = \"refuse-records\"\n");
     let start_fails_with = |why: &str| {
         let out = workspace_command("cairnd")
             .arg("--config")

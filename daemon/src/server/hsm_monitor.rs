@@ -33,25 +33,68 @@ impl HsmReport {
     }
 }
 
-/// Starts the monitor; it stops when `stop` turns true.
+/// At start: when the HSM did not answer (cairnd starts without it only
+/// under `keep-signing`), records `hsm.lost`. Returns whether it is
+/// present.
+pub async fn record_if_absent(
+    gate: &Gate,
+    hsm: &HsmSigner,
+    policy: HsmLostPolicy,
+) -> anyhow::Result<bool> {
+    let Health::Lost { why, .. } = hsm.health() else {
+        return Ok(true);
+    };
+    tracing::error!(device = %hsm.path().display(), %why,
+        "cairnd starts without the HSM holding the identity key: records are signed, no checkpoint until it is back");
+    eprintln!(
+        "cairnd: warning: the HSM at {} is absent ({why}): records continue (hw.hsm_lost = \"{}\"), no checkpoint is signed until it is back",
+        hsm.path().display(),
+        policy.label()
+    );
+    gate.pass(lost_record(hsm, &format!("absent at start: {why}"), policy))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    Ok(false)
+}
+
+/// The `hsm.lost` record.
+fn lost_record(hsm: &HsmSigner, why: &str, policy: HsmLostPolicy) -> RecordDraft {
+    RecordDraft::new(
+        "hsm.lost",
+        Actor::System {
+            name: "hsm-monitor".into(),
+        },
+        serde_json::json!({
+            "device": hsm.path().display().to_string(),
+            "reason": why,
+            "policy": policy.label(),
+        }),
+    )
+}
+
+/// Starts the monitor (`present`: whether the HSM answered at start); it
+/// stops when `stop` turns true.
 pub fn spawn(
     gate: Gate,
     hsm: Arc<HsmSigner>,
+    present: bool,
     hw: HwSection,
     refusing: Arc<AtomicBool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> (Arc<HsmReport>, tokio::task::JoinHandle<()>) {
     let device = hsm.path().display().to_string();
-    let report = Arc::new(HsmReport(Mutex::new(
-        serde_json::json!({"device": device, "state": "present", "holds": "identity"}),
-    )));
+    let report = Arc::new(HsmReport(Mutex::new(serde_json::json!({
+        "device": device,
+        "state": if present { "present" } else { "lost" },
+        "holds": "identity",
+    }))));
     let shown = report.clone();
     let actor = || Actor::System {
         name: "hsm-monitor".into(),
     };
     let task = tokio::spawn(async move {
         let every = Duration::from_millis(hw.hsm_probe_ms);
-        let mut present = true;
+        let mut present = present;
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -73,16 +116,7 @@ pub fn spawn(
                     present = false;
                     tracing::error!(%device, %why, policy = hw.hsm_lost.label(),
                         "the HSM holding the identity key is lost: no checkpoint is signed until it is back");
-                    let draft = RecordDraft::new(
-                        "hsm.lost",
-                        actor(),
-                        serde_json::json!({
-                            "device": device,
-                            "reason": why,
-                            "policy": hw.hsm_lost.label(),
-                        }),
-                    );
-                    if let Err(e) = gate.pass(draft).await {
+                    if let Err(e) = gate.pass(lost_record(&hsm, &why, hw.hsm_lost)).await {
                         tracing::error!(error = %e.message, "cannot record the HSM's loss");
                     }
                     if hw.hsm_lost == HsmLostPolicy::RefuseRecords {

@@ -216,6 +216,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let system = || Actor::System {
         name: "cairnd".into(),
     };
+    let hsm_present = match &hsm {
+        Some(h) => hsm_monitor::record_if_absent(&gate, h, config.hw.hsm_lost).await?,
+        None => true,
+    };
 
     let tpm = match &tpm {
         Some(t) => Some(Arc::new(
@@ -262,9 +266,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     ))
     .await
     .map_err(|e| anyhow::anyhow!(e.message))?;
-    if tpm.is_some() {
+    if tpm.is_some() && hsm_present {
         // The first checkpoint of this run carries the counter, so a copy
-        // of the state directory taken from now on is older than the TPM.
+        // of the state directory taken from now on is older than the TPM
+        // (without the HSM no checkpoint is signed: the monitor makes one
+        // when it is back).
         let ledger = ledger.clone();
         tokio::task::spawn_blocking(move || ledger.checkpoint())
             .await?
@@ -288,6 +294,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         hsm_monitor::spawn(
             gate.clone(),
             h,
+            hsm_present,
             config.hw.clone(),
             refusing,
             stop_rx.clone(),
@@ -430,7 +437,13 @@ fn open_keys(
             sealer,
         )?
     } else {
-        crate::hsm::load_keys(&keys_dir, device, timing, sealer)?
+        crate::hsm::load_keys(
+            &keys_dir,
+            device,
+            timing,
+            sealer,
+            config.hw.hsm_lost == HsmLostPolicy::KeepSigning,
+        )?
     };
     if config.hw.hsm_lost == HsmLostPolicy::RefuseRecords {
         keys.operational = Box::new(crate::hsm::Guarded::new(keys.operational, refusing.clone()));

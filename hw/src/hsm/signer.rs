@@ -70,6 +70,22 @@ impl HsmSigner {
         })
     }
 
+    /// The HSM at `path` that holds `public` (as the key directory
+    /// recorded it) but did not answer at start (`why`): lost from the
+    /// beginning, taken back by [`HsmSigner::probe`] once a device with
+    /// that key answers there.
+    pub fn absent(path: &Path, public: PublicKey, timing: Timing, why: String) -> Self {
+        HsmSigner {
+            path: path.to_path_buf(),
+            public,
+            timing,
+            link: Mutex::new(Link::Lost {
+                since: SystemTime::now(),
+                why,
+            }),
+        }
+    }
+
     /// The device's path.
     pub fn path(&self) -> &Path {
         &self.path
