@@ -352,6 +352,32 @@ fn a_running_daemon_checkpoints_for_the_export_and_records_it() {
     // The daemon checkpointed just before: every record up to the export's
     // own is in the bundle.
     assert_eq!(m.records, seq);
+    // What `cairn export` says when the bundle did not get its name after
+    // its record was written (a stick pulled before the rename): a
+    // `ledger.export_failed` record pointing at it. Only an export record
+    // can be said to have failed, and the reason must be text.
+    let failed = |body: serde_json::Value| {
+        daemon.request(
+            "POST",
+            "/v1/admin/exports/failed",
+            Some(body.to_string().as_bytes()),
+        )
+    };
+    let r = failed(serde_json::json!({"record": seq, "reason": "the stick was pulled out"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let failed_seq = r.json()["cairn"]["record"]["seq"].as_u64().unwrap();
+    assert_eq!(
+        failed(serde_json::json!({"record": 0, "reason": "x"})).status,
+        400
+    );
+    assert_eq!(
+        failed(serde_json::json!({"record": seq, "reason": "a\nb"})).status,
+        400
+    );
+    assert_eq!(
+        failed(serde_json::json!({"record": 9999, "reason": "x"})).status,
+        400
+    );
     daemon.stop();
 
     let records = cairn_tests::ledger_records(&state);
@@ -364,6 +390,10 @@ fn a_running_daemon_checkpoints_for_the_export_and_records_it() {
         bundle.file_name().unwrap().to_str().unwrap()
     );
     assert_eq!(r.body["sums_sha256"], v["sums_sha256"]);
+    let f = &records[failed_seq as usize];
+    assert_eq!(f.kind, "ledger.export_failed");
+    assert_eq!(f.reference.as_ref().unwrap().seq, seq);
+    assert_eq!(f.body["bundle"], r.body["bundle"]);
     assert_eq!(cairn_verify(&state, &[]).0, 0);
     assert_eq!(
         cairn_verify(&bundle, &["--key", &m.identity_fingerprint]).0,

@@ -124,6 +124,22 @@ pub(super) fn write(
         record = Some(answer["cairn"]["record"].clone());
         Ok(())
     })
+    .map_err(|err| {
+        // Recorded, but no bundle got its name (the stick was pulled
+        // before the rename): the log says so too.
+        let recorded = record.as_ref().and_then(|r| r["seq"].as_u64());
+        match (&daemon, recorded) {
+            (Some(socket), Some(seq)) => match record_failure(socket, seq, &err.to_string()) {
+                Ok(()) => anyhow::Error::new(err).context(format!(
+                    "export record {seq} is followed by a ledger.export_failed record"
+                )),
+                Err(e) => anyhow::Error::new(err).context(format!(
+                    "export record {seq} names a bundle that was not completed, and the daemon could not record that: {e:#}"
+                )),
+            },
+            _ => err.into(),
+        }
+    })
     .with_context(|| format!("cannot export to {}", to.display()))?;
     Ok(Written {
         exported,
@@ -131,6 +147,20 @@ pub(super) fn write(
         socket,
         with_verifier: page.is_some(),
     })
+}
+
+/// Asks the daemon at `socket` to record that the export of record `seq`
+/// failed after it was recorded.
+fn record_failure(socket: &Path, seq: u64, reason: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "record": seq, "reason": reason });
+    request(
+        socket,
+        "POST",
+        "/v1/admin/exports/failed",
+        Some(body.to_string().into()),
+    )?
+    .ok()?;
+    Ok(())
 }
 
 /// Asks the daemon at `socket` for its TPM's quote over the checkpoint an

@@ -58,6 +58,12 @@ impl<'a> Collector<'a> {
                     anchored_by: Vec::new(),
                 });
             }
+            // The export it points at never got its bundle: not an export.
+            "ledger.export_failed" => {
+                if let Some(failed) = &r.reference {
+                    self.exports.retain(|e| e.seq != failed.seq);
+                }
+            }
             "ledger.anchor" => {
                 let size = b["checkpoint_size"].as_u64().unwrap_or(0);
                 self.anchors.push(Anchor {

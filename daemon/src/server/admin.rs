@@ -177,6 +177,65 @@ pub(super) async fn record_export(
         .into_response())
 }
 
+/// `POST /v1/admin/exports/failed`: `{"record": SEQ, "reason": …}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportFailed {
+    record: u64,
+    reason: String,
+}
+
+/// Records that an export whose `ledger.export` record (`record`) was
+/// written did not get its name after all (`ledger.export_failed`, pointing
+/// at it): the stick was pulled, the rename failed.
+pub(super) async fn record_export_failed(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_admin(
+        &s,
+        &caller,
+        "/v1/admin/exports/failed",
+        "recording a failed export",
+    )
+    .await?;
+    let f: ExportFailed = parse(body, s.config.limits.max_body_bytes).await?;
+    if f.reason.is_empty() || f.reason.len() > 1024 || f.reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "reason: 1 to 1024 bytes of printable text",
+        ));
+    }
+    let seq = f.record;
+    let bytes = on_ledger(&s, move |l| l.entry(seq))
+        .await
+        .map_err(|_| ApiError::bad_request(format!("no record {seq}")))?;
+    let entry = cairn_attest::entry::Entry::parse(&bytes)
+        .map_err(|e| ApiError::internal(format!("record {seq}: {e}")))?;
+    if entry.record.kind != "ledger.export" {
+        return Err(ApiError::bad_request(format!(
+            "record {seq} is a {}, not a ledger.export",
+            entry.record.kind
+        )));
+    }
+    let bundle = entry.record.body["bundle"].as_str().unwrap_or_default();
+    let export = cairn_attest::record::RecordRef {
+        seq,
+        hash: entry.hash().to_hex(),
+    };
+    let receipt = s
+        .gate
+        .pass(super::records::export_failed(
+            caller.0, export, bundle, &f.reason,
+        ))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"cairn": {"record": receipt}})),
+    )
+        .into_response())
+}
+
 /// `POST /v1/admin/tpm/quote`: `{"checkpoint": base64 note}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -83,7 +83,7 @@ fn export_once(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let handle = tokio::runtime::Handle::current();
-    let mut seq = None;
+    let mut recorded = None;
     let log = files.log_bytes();
     let quote = match tpm {
         Some(t) => match crate::tpm::exported_checkpoint(&log)
@@ -127,12 +127,35 @@ fn export_once(
         let receipt = handle
             .block_on(gate.pass(draft))
             .map_err(|e| cairn_attest::Error::Invalid(e.message))?;
-        seq = Some(receipt.seq);
+        recorded = Some((receipt, name));
         Ok(())
-    })?;
+    });
+    let exported = match exported {
+        Ok(e) => e,
+        Err(err) => {
+            // Recorded, but the bundle did not get its name: the log says
+            // so too.
+            if let Some((receipt, name)) = recorded {
+                let draft = records::export_failed(
+                    Actor::System {
+                        name: "scheduled-export".into(),
+                    },
+                    receipt.reference(),
+                    name.as_deref().unwrap_or_default(),
+                    &err.to_string(),
+                );
+                if let Err(e) = handle.block_on(gate.pass(draft)) {
+                    tracing::error!(error = %e.message, "cannot record the failed export");
+                }
+            }
+            return Err(err.into());
+        }
+    };
     tracing::info!(bundle = %exported.dir.display(), records = exported.manifest.records, "exported");
     prune(dir, keep)?;
-    seq.ok_or_else(|| anyhow::anyhow!("the export was not recorded"))
+    recorded
+        .map(|(receipt, _)| receipt.seq)
+        .ok_or_else(|| anyhow::anyhow!("the export was not recorded"))
 }
 
 /// Removes all but the newest `keep` bundles in `dir` (by checkpoint size,

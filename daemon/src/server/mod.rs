@@ -74,6 +74,10 @@ fn router(state: AppState) -> Router {
             "/v1/admin/exports",
             axum::routing::post(admin::record_export),
         )
+        .route(
+            "/v1/admin/exports/failed",
+            axum::routing::post(admin::record_export_failed),
+        )
         .route("/v1/admin/tpm/quote", axum::routing::post(admin::tpm_quote))
         .route(
             "/v1/admin/anchors",

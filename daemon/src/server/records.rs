@@ -124,3 +124,21 @@ pub fn export(actor: Actor, e: &ExportFacts<'_>) -> RecordDraft {
     }
     RecordDraft::new("ledger.export", actor, body)
 }
+
+/// The `ledger.export_failed` record: the export that `export` (its
+/// `ledger.export` record) announced did not get its name (`reason`), so
+/// no bundle of that name exists.
+pub fn export_failed(
+    actor: Actor,
+    export: cairn_attest::record::RecordRef,
+    bundle: &str,
+    reason: &str,
+) -> RecordDraft {
+    let mut draft = RecordDraft::new(
+        "ledger.export_failed",
+        actor,
+        serde_json::json!({ "bundle": bundle, "reason": reason }),
+    );
+    draft.reference = Some(export);
+    draft
+}
