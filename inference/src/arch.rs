@@ -134,13 +134,13 @@ impl Hyper {
     /// they came from.
     fn check(&self, path: &Path) -> Result<()> {
         let bad = |reason: &str| Err(Error::invalid(path, reason.to_string()));
-        if self.heads == 0 || self.hidden % self.heads != 0 {
+        if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
             return bad("the head count must be non-zero and divide the hidden size");
         }
-        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return bad("the KV head count must be non-zero and divide the head count");
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad("the head dimension must be even");
         }
         if self.layers == 0 || self.intermediate == 0 || self.vocab == 0 || self.context == 0 {

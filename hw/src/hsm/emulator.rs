@@ -336,10 +336,16 @@ pub fn serve(master: OwnedFd, device: &mut Device, faults: Faults) -> io::Result
                 continue;
             };
             answered += 1;
-            if faults.garbage_every.is_some_and(|g| answered % g == 0) {
+            if faults
+                .garbage_every
+                .is_some_and(|g| answered.is_multiple_of(g))
+            {
                 let _ = line.write_all(&garbage()?);
             }
-            if faults.corrupt_every.is_some_and(|c| answered % c == 0) {
+            if faults
+                .corrupt_every
+                .is_some_and(|c| answered.is_multiple_of(c))
+            {
                 if let Some(last) = answer.last_mut() {
                     *last ^= 0x10;
                 }

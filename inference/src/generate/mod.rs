@@ -187,9 +187,9 @@ pub fn generate(spec: &ModelSpec, format: Format, dir: &Path) -> Result<PathBuf>
 fn check_dims(d: &Dims) -> Result<()> {
     let ok = d.heads > 0
         && d.kv_heads > 0
-        && d.heads % d.kv_heads == 0
-        && d.hidden % d.heads == 0
-        && d.head_dim() % 2 == 0
+        && d.heads.is_multiple_of(d.kv_heads)
+        && d.hidden.is_multiple_of(d.heads)
+        && d.head_dim().is_multiple_of(2)
         && d.layers > 0
         && d.intermediate > 0
         && d.context > 0;

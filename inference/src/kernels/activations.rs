@@ -30,7 +30,7 @@ pub(crate) struct ActBlock {
 /// `tokens · cols / 32` blocks, row after row; `with_sums` fills
 /// [`ActBlock::sum`]. Rows are quantized in parallel when there are several.
 pub(crate) fn quantize(x: &[f32], cols: usize, with_sums: bool) -> Vec<ActBlock> {
-    assert!(cols > 0 && cols % BLOCK == 0, "{cols} columns");
+    assert!(cols > 0 && cols.is_multiple_of(BLOCK), "{cols} columns");
     let empty = ActBlock {
         quants: [0; BLOCK],
         scale: 0.0,

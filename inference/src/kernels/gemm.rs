@@ -93,7 +93,7 @@ fn matmul_with<F: BlockFormat, K: MicroKernel>(
     x: &[f32],
 ) -> Vec<Vec<f32>> {
     let blocks = cols / BLOCK;
-    assert!(cols > 0 && cols % BLOCK == 0 && x.len() % cols == 0);
+    assert!(cols > 0 && cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols));
     let row_bytes = blocks * F::BYTES;
     for (weights, rows) in group {
         assert_eq!(weights.len(), rows * row_bytes, "weight bytes");

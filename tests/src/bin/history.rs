@@ -197,7 +197,7 @@ impl Writer {
         for e in &entries {
             encode_frame(e, &mut buf);
             self.frontier.push(leaf_hash(e), |_, _, _| {});
-            if self.frontier.size() % 1000 == 0 {
+            if self.frontier.size().is_multiple_of(1000) {
                 self.sign_checkpoint();
             }
         }
