@@ -448,7 +448,9 @@ fn checkpoint_size(note: &[u8]) -> Option<u64> {
 
 /// The size of the last export recorded in `log` (a `ledger.export`
 /// record, FORMAT.md §3) that an incremental bundle can continue: below
-/// the log's last checkpoint, with a checkpoint of its own.
+/// the log's last checkpoint, with a checkpoint of its own, and not
+/// declared failed by a later `ledger.export_failed` (its bundle never got
+/// its name, so nothing would hold the records before it).
 pub fn previous_export(log: &LogBytes<'_>) -> Option<u64> {
     let sizes: Vec<u64> = log
         .checkpoints
@@ -456,13 +458,20 @@ pub fn previous_export(log: &LogBytes<'_>) -> Option<u64> {
         .filter_map(|c| checkpoint_size(c.bytes))
         .collect();
     let last = *sizes.last()?;
+    let mut failed = std::collections::HashSet::new();
     log.entries.iter().rev().find_map(|e| {
         let r = Entry::parse(e.bytes).ok()?.record;
-        if r.kind != "ledger.export" {
-            return None;
+        match r.kind.as_str() {
+            "ledger.export_failed" => {
+                failed.extend(r.reference.map(|x| x.seq));
+                None
+            }
+            "ledger.export" if !failed.contains(&r.seq) => {
+                let f = r.body["records"].as_u64()?;
+                (f > 0 && f < last && sizes.contains(&f)).then_some(f)
+            }
+            _ => None,
         }
-        let f = r.body["records"].as_u64()?;
-        (f > 0 && f < last && sizes.contains(&f)).then_some(f)
     })
 }
 
@@ -831,5 +840,39 @@ mod tests {
             &Options::default(),
         );
         assert!(check(&e.dir, &report).is_empty());
+    }
+
+    #[test]
+    fn an_export_declared_failed_is_not_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let actor = || Actor::System { name: "t".into() };
+        let keys = Keyring::create(&dir.path().join("keys"), "cairn.example/log").unwrap();
+        let l = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
+        let export = |records: u64| {
+            let body = serde_json::json!({ "records": records });
+            l.append(RecordDraft::new("ledger.export", actor(), body))
+                .unwrap()
+        };
+        l.append(RecordDraft::new("t", actor(), serde_json::json!({})))
+            .unwrap();
+        l.checkpoint().unwrap(); // size 2
+        export(2);
+        l.checkpoint().unwrap(); // size 3
+        let second = export(3);
+        l.checkpoint().unwrap(); // size 4
+        let previous = |l: &Ledger| {
+            let files = LedgerFiles::open(l.dir()).unwrap();
+            previous_export(&files.log_bytes())
+        };
+        assert_eq!(previous(&l), Some(3));
+        let mut failed = RecordDraft::new(
+            "ledger.export_failed",
+            actor(),
+            serde_json::json!({ "bundle": "b", "reason": "pulled" }),
+        );
+        failed.reference = Some(second.reference());
+        l.append(failed).unwrap();
+        l.checkpoint().unwrap();
+        assert_eq!(previous(&l), Some(2), "the failed export is skipped");
     }
 }

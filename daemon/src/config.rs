@@ -239,9 +239,9 @@ impl HwSection {
             Some(_) if self.mode != HwMode::Emulated => {
                 bail!("hw.emulated_dir is set but hw.mode is not \"emulated\"")
             }
-            Some(d) if !d.is_absolute() || d.starts_with(state_dir) => bail!(
-                "hw.emulated_dir = {d:?}: must be an absolute path outside the state directory"
-            ),
+            Some(d) if !d.is_absolute() || d.starts_with(state_dir) || state_dir.starts_with(d) => {
+                bail!("hw.emulated_dir = {d:?}: must be an absolute path outside the state directory, and not above it")
+            }
             _ => {}
         }
         if let Some(p) = &self.hsm {
@@ -709,6 +709,10 @@ mod tests {
             (
                 "state_dir='/x'\n[hw]\nmode='emulated'\nemulated_dir='/x/hw'",
                 "outside",
+            ),
+            (
+                "state_dir='/x/y'\n[hw]\nmode='emulated'\nemulated_dir='/x'",
+                "not above",
             ),
             ("state_dir='/x'\n[hw]\ntpm='emulated:rel'", "absolute"),
             ("state_dir='/x'\n[hw]\ntpm='emulated:/x/tpm'", "outside"),

@@ -34,6 +34,8 @@ pub const STICK_LABEL: &str = "CAIRN-EXPORT";
 pub struct EmulatedHw {
     dir: PathBuf,
     usb: Result<EmulatedUsb, String>,
+    /// One process at a time runs the emulated devices of a directory.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// The emulated USB stick and its bus; stopped on drop.
@@ -44,8 +46,10 @@ struct EmulatedUsb {
     stick: PathBuf,
 }
 
-/// The default place of the emulated devices' state: `STATE_DIR-hw`.
+/// The default place of the emulated devices' state: `STATE_DIR-hw`
+/// (absolute).
 pub fn default_dir(state_dir: &Path) -> anyhow::Result<PathBuf> {
+    let state_dir = std::path::absolute(state_dir)?;
     let name = state_dir.file_name().with_context(|| {
         format!(
             "{}: no directory name to put -hw after; set hw.emulated_dir",
@@ -55,6 +59,37 @@ pub fn default_dir(state_dir: &Path) -> anyhow::Result<PathBuf> {
     let mut hw = name.to_owned();
     hw.push("-hw");
     Ok(state_dir.with_file_name(hw))
+}
+
+/// Creates `dir` 0700, or checks that an existing one is a directory (not
+/// a link) owned by this user, and takes its lock: another process using
+/// the same devices (a second cairnd, `cairn keys` while cairnd runs)
+/// fails here, before it touches them.
+fn claim(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if !m.is_dir() => bail!("{} is not a directory", dir.display()),
+        Ok(m) if m.uid() != nix::unistd::geteuid().as_raw() => bail!(
+            "{} belongs to another user (uid {}): the emulated devices' state must be this user's",
+            dir.display(),
+            m.uid()
+        ),
+        _ => {}
+    }
+    cairn_attest::keyring::create_private_dir(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .with_context(|| format!("cannot open {}", dir.join(".lock").display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "the emulated devices in {} are in use by another process (a running cairnd?)",
+            dir.display()
+        )
+    })
 }
 
 impl EmulatedHw {
@@ -73,8 +108,7 @@ impl EmulatedHw {
             Some(d) => d.clone(),
             None => default_dir(state_dir)?,
         };
-        cairn_attest::keyring::create_private_dir(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock = claim(&dir)?;
         let link = dir.join("ttyHSM");
         cairn_hw::hsm::emulator::serve_in_thread(&dir.join("hsm.state"), &link)
             .with_context(|| format!("cannot start the emulated HSM in {}", dir.display()))?;
@@ -93,7 +127,11 @@ impl EmulatedHw {
             hsm: Some(link),
             ..hw.clone()
         };
-        Ok(Some(EmulatedHw { dir, usb }))
+        Ok(Some(EmulatedHw {
+            dir,
+            usb,
+            _lock: lock,
+        }))
     }
 
     /// The bus the emulated stick is on, if it runs.
@@ -142,6 +180,8 @@ fn start_usb(dir: &Path) -> anyhow::Result<EmulatedUsb> {
     let stick = dir.join("stick");
     std::fs::create_dir_all(&stick)
         .with_context(|| format!("cannot create {}", stick.display()))?;
+    // dbus-daemon dies with the thread that starts it (PR_SET_PDEATHSIG):
+    // this runs on the thread that runs cairnd to its end.
     let bus = PrivateBus::start(dir).context("cannot start a private dbus-daemon")?;
     let spec: StickSpec = format!(
         "label={STICK_LABEL},dir={},serial=EMULATED0001,uuid=CA12-0001{}",
@@ -169,6 +209,22 @@ fn start_usb(dir: &Path) -> anyhow::Result<EmulatedUsb> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_devices_of_a_dir_are_claimed_by_one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let hw = dir.path().join("hw");
+        let first = claim(&hw).unwrap();
+        let e = claim(&hw).err().unwrap().to_string();
+        assert!(e.contains("in use"), "{e}");
+        drop(first);
+        claim(&hw).unwrap();
+        std::os::unix::fs::symlink(&hw, dir.path().join("link")).unwrap();
+        assert!(
+            claim(&dir.path().join("link")).is_err(),
+            "a link is refused"
+        );
+    }
 
     #[test]
     fn the_default_dir_is_beside_the_state_dir() {

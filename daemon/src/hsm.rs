@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use cairn_attest::keys::{PublicKey, SeedSealer, Signer};
 use cairn_attest::Keyring;
-use cairn_hw::hsm::{HsmSigner, Timing};
+use cairn_hw::hsm::{HsmSigner, OpenError, Timing};
 
 use crate::config::{HsmLostPolicy, HwSection};
 
@@ -136,11 +136,11 @@ pub fn load_keys(
         |origin| {
             let hsm = Arc::new(match HsmSigner::open(device, origin, timing) {
                 Ok(hsm) => hsm,
-                Err(why) if absent_ok => {
+                Err(OpenError::Unreachable(why)) if absent_ok => {
                     tracing::warn!(%why, "the HSM holding the identity key is absent at start");
                     HsmSigner::absent(device, marker.identity.clone(), timing, why)
                 }
-                Err(why) => return Err(cairn_attest::Error::Invalid(why)),
+                Err(e) => return Err(cairn_attest::Error::Invalid(e.to_string())),
             });
             opened = Some(hsm.clone());
             Ok(Box::new(Shared(hsm)))

@@ -233,7 +233,8 @@ impl Daemon {
     pub fn start_with_model_cache(state_dir: &Path, extra: &[&str], cache: &Path) -> Daemon {
         let mut args = vec!["--state-dir", state_dir.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
-        if extra.contains(&"--demo") && !extra.contains(&"--hw") {
+        let chooses_hw = extra.iter().any(|a| *a == "--hw" || a.starts_with("--hw="));
+        if extra.contains(&"--demo") && !chooses_hw {
             args.extend_from_slice(&["--hw", "none"]);
         }
         Self::spawn(&args, state_dir, cache)

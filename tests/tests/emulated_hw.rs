@@ -118,9 +118,19 @@ fn a_configuration_can_ask_for_emulated_hardware() {
     assert_eq!(h["emulated_hw"]["dir"], hw.to_str().unwrap(), "{h}");
     assert_eq!(h["tpm"]["check"], "bound", "{h}");
     assert_eq!(d.stop().code(), Some(0));
-    // The same ledger without its devices does not start.
+    // `--hw none` does not override a configuration's [hw], and the same
+    // ledger without its devices does not start.
     let out = cairn_tests::workspace_command("cairnd")
         .args(["--config", config.to_str().unwrap(), "--hw", "none"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("change the configuration"), "{err}");
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, format!("state_dir = {state:?}\n")).unwrap();
+    let out = cairn_tests::workspace_command("cairnd")
+        .args(["--config", bare.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

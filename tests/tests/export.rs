@@ -366,6 +366,14 @@ fn a_running_daemon_checkpoints_for_the_export_and_records_it() {
     let r = failed(serde_json::json!({"record": seq, "reason": "the stick was pulled out"}));
     assert_eq!(r.status, 201, "{}", r.text());
     let failed_seq = r.json()["cairn"]["record"]["seq"].as_u64().unwrap();
+    // Once only, and only the newest export.
+    let again = failed(serde_json::json!({"record": seq, "reason": "again"}));
+    assert_eq!(again.status, 400);
+    assert!(
+        again.text().contains("already recorded"),
+        "{}",
+        again.text()
+    );
     assert_eq!(
         failed(serde_json::json!({"record": 0, "reason": "x"})).status,
         400

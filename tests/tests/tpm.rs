@@ -312,6 +312,17 @@ fn plain_keys_bind_are_recorded_as_plain_and_can_be_sealed() {
     assert_eq!(shown.matches("software file").count(), 3, "{shown}");
     let start = records_of(&state, "daemon.start").pop().unwrap();
     assert_eq!(start.body["key_files"]["operational"], "software file");
+    // Bound now: without the TPM it does not start, until the operator
+    // says so, on the record.
+    let s = state.to_str().unwrap();
+    let (code, err) = start_fails(&["--state-dir", s]);
+    assert_ne!(code, 0);
+    assert!(err.contains("bound to a TPM"), "{err}");
+    let d = Daemon::start(&state, &["--accept-rollback"]);
+    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(records_of(&state, "tpm.removed").len(), 1);
+    let d = Daemon::start(&state, &[]);
+    assert_eq!(d.stop().code(), Some(0));
     let out = cairn_ok(&["keys", "seal", "--config", config.to_str().unwrap()]);
     assert_eq!(out.matches("sealed now").count(), 3, "{out}");
     let out = cairn_ok(&["keys", "seal", "--config", config.to_str().unwrap()]);

@@ -43,6 +43,11 @@ fn start(args: Args) -> anyhow::Result<()> {
     // The demo is the appliance with emulated hardware.
     match args.hw.or(args.demo.then_some(HwChoice::Emulated)) {
         Some(HwChoice::Emulated) => config.hw.mode = HwMode::Emulated,
+        Some(HwChoice::None) if args.config.is_some() && !config.hw.is_off() => {
+            anyhow::bail!(
+                "--hw none: the configuration names hardware ([hw]); change the configuration instead"
+            )
+        }
         Some(HwChoice::None) => config.hw = HwSection::default(),
         None => {}
     }

@@ -94,11 +94,12 @@ pub(super) fn write(
         from,
         attachments: &attachments,
     };
-    let mut record = None;
+    let (mut record, mut bundle_dir) = (None, None);
     let exported = bundle::export(&log, to, &opts, |e| {
         let Some(socket) = &daemon else {
             return Ok(());
         };
+        bundle_dir = Some(e.dir.clone());
         let m = &e.manifest;
         let mut body = serde_json::json!({
             "bundle": e.dir.file_name().map(|n| n.to_string_lossy()),
@@ -128,8 +129,13 @@ pub(super) fn write(
         // Recorded, but no bundle got its name (the stick was pulled
         // before the rename): the log says so too.
         let recorded = record.as_ref().and_then(|r| r["seq"].as_u64());
+        let named = bundle_dir.as_ref().is_some_and(|d| d.exists());
         match (&daemon, recorded) {
-            (Some(socket), Some(seq)) => match record_failure(socket, seq, &err.to_string()) {
+            (Some(socket), Some(seq)) if !named => match record_failure(
+                socket,
+                seq,
+                &crate::server::records::failure_reason(&err.to_string()),
+            ) {
                 Ok(()) => anyhow::Error::new(err).context(format!(
                     "export record {seq} is followed by a ledger.export_failed record"
                 )),

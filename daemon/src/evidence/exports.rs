@@ -56,12 +56,17 @@ impl<'a> Collector<'a> {
                     records,
                     matches_log: root_ok && fp_ok,
                     anchored_by: Vec::new(),
+                    failed: None,
                 });
             }
-            // The export it points at never got its bundle: not an export.
+            // The export it points at never got its bundle: listed as
+            // failed, and counted as no export.
             "ledger.export_failed" => {
+                let reason = b["reason"].as_str().unwrap_or("no reason given");
                 if let Some(failed) = &r.reference {
-                    self.exports.retain(|e| e.seq != failed.seq);
+                    for e in self.exports.iter_mut().filter(|e| e.seq == failed.seq) {
+                        e.failed = Some(format!("record {}: {reason}", r.seq));
+                    }
                 }
             }
             "ledger.anchor" => {
@@ -143,7 +148,7 @@ impl<'a> Collector<'a> {
         let unanchored = self
             .exports
             .iter()
-            .filter(|e| e.in_period && e.anchored_by.is_empty())
+            .filter(|e| e.in_period && e.failed.is_none() && e.anchored_by.is_empty())
             .map(|e| e.records)
             .collect();
         let gaps = log_span
@@ -174,7 +179,7 @@ fn gaps(period: &Period, span: (&str, &str), exports: &[Export], gap_days: f64) 
     points.extend(
         exports
             .iter()
-            .filter(|e| e.in_period)
+            .filter(|e| e.in_period && e.failed.is_none())
             .filter_map(|e| instant(&e.time))
             .filter(|t| *t > start && *t < end),
     );

@@ -564,7 +564,10 @@ fn exports(h: &mut String, e: &Evidence) {
                 e.seq.to_string(),
                 e.time.clone(),
                 e.actor.clone(),
-                e.bundle.clone(),
+                match &e.failed {
+                    Some(why) => format!("{} (FAILED, {why})", e.bundle),
+                    None => e.bundle.clone(),
+                },
                 e.records.to_string(),
                 if e.matches_log {
                     "yes".into()

@@ -392,6 +392,10 @@ pub struct Export {
     pub matches_log: bool,
     /// Anchors of its checkpoint (their records).
     pub anchored_by: Vec<u64>,
+    /// Why it failed, when a `ledger.export_failed` record says its
+    /// bundle never got its name (it then counts as no export).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// One anchor, checked again here.

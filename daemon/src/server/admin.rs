@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use cairn_attest::RecordDraft;
+use cairn_attest::{Actor, RecordDraft};
 use serde::Deserialize;
 
 use super::audit::on_ledger;
@@ -207,21 +207,45 @@ pub(super) async fn record_export_failed(
         ));
     }
     let seq = f.record;
-    let bytes = on_ledger(&s, move |l| l.entry(seq))
-        .await
-        .map_err(|_| ApiError::bad_request(format!("no record {seq}")))?;
-    let entry = cairn_attest::entry::Entry::parse(&bytes)
-        .map_err(|e| ApiError::internal(format!("record {seq}: {e}")))?;
-    if entry.record.kind != "ledger.export" {
-        return Err(ApiError::bad_request(format!(
-            "record {seq} is a {}, not a ledger.export",
-            entry.record.kind
-        )));
+    // The newest export, not declared failed yet, by the caller who made
+    // it (cairn export reports its own failure).
+    let found = on_ledger(&s, move |l| {
+        for at in (0..l.size()).rev() {
+            let bytes = l.entry(at)?;
+            let entry = cairn_attest::entry::Entry::parse(&bytes)?;
+            let r = &entry.record;
+            match r.kind.as_str() {
+                "ledger.export_failed" if r.reference.as_ref().is_some_and(|x| x.seq == seq) => {
+                    return Ok(Err(format!("export {seq} is already recorded as failed")));
+                }
+                "ledger.export" if at == seq => return Ok(Ok((r.clone(), entry.hash()))),
+                "ledger.export" => {
+                    return Ok(Err(format!(
+                        "record {seq} is not the newest export (record {at} is)"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(Err(format!("record {seq} is not an export")))
+    })
+    .await?
+    .map_err(ApiError::bad_request)?;
+    let (record, hash) = found;
+    let same = match (&record.actor, &caller.0) {
+        (Actor::Unix { uid: a, .. }, Actor::Unix { uid: b, .. }) => a == b,
+        (Actor::Token { name: a }, Actor::Token { name: b }) => a == b,
+        _ => false,
+    };
+    if !same {
+        return Err(ApiError::forbidden(
+            "only the user (or token) who made an export can record that it failed",
+        ));
     }
-    let bundle = entry.record.body["bundle"].as_str().unwrap_or_default();
+    let bundle = record.body["bundle"].as_str().unwrap_or_default();
     let export = cairn_attest::record::RecordRef {
         seq,
-        hash: entry.hash().to_hex(),
+        hash: hash.to_hex(),
     };
     let receipt = s
         .gate

@@ -135,7 +135,8 @@ fn export_once(
         Err(err) => {
             // Recorded, but the bundle did not get its name: the log says
             // so too.
-            if let Some((receipt, name)) = recorded {
+            let named = |n: &Option<String>| n.as_ref().is_some_and(|n| dir.join(n).exists());
+            if let Some((receipt, name)) = recorded.filter(|(_, n)| !named(n)) {
                 let draft = records::export_failed(
                     Actor::System {
                         name: "scheduled-export".into(),

@@ -236,8 +236,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             )
             .await?,
         )),
-        None if opts.accept_rollback => bail!("--accept-rollback: no TPM is configured (hw.tpm)"),
-        None => None,
+        None => {
+            tpm_start::without_tpm(&gate, opts.accept_rollback).await?;
+            None
+        }
     };
     let aborted = record_interrupted(&gate, system()).await?;
     let key_files = crate::cli::held_keys(&crate::cli::keys_dir(&config.state_dir))?;

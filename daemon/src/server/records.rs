@@ -125,6 +125,24 @@ pub fn export(actor: Actor, e: &ExportFacts<'_>) -> RecordDraft {
     RecordDraft::new("ledger.export", actor, body)
 }
 
+/// An error's text as a record's `reason`: one line of at most 1,024
+/// bytes (control characters become spaces).
+pub fn failure_reason(error: &str) -> String {
+    let mut reason: String = error
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if reason.len() > 1024 {
+        let mut cut = 1021;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push_str("...");
+    }
+    reason
+}
+
 /// The `ledger.export_failed` record: the export that `export` (its
 /// `ledger.export` record) announced did not get its name (`reason`), so
 /// no bundle of that name exists.
@@ -137,8 +155,19 @@ pub fn export_failed(
     let mut draft = RecordDraft::new(
         "ledger.export_failed",
         actor,
-        serde_json::json!({ "bundle": bundle, "reason": reason }),
+        serde_json::json!({ "bundle": bundle, "reason": failure_reason(reason) }),
     );
     draft.reference = Some(export);
     draft
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn failure_reasons_are_one_bounded_line() {
+        assert_eq!(super::failure_reason("a\nb"), "a b");
+        let long = "é".repeat(700);
+        let r = super::failure_reason(&long);
+        assert!(r.len() <= 1024 && r.ends_with("..."), "{}", r.len());
+    }
 }

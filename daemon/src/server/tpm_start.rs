@@ -142,6 +142,32 @@ pub async fn bind(
     })
 }
 
+/// A start without a TPM: a ledger whose newest checkpoint carries a TPM
+/// counter was bound to one, and starting it without is refused (the
+/// rollback check would be skipped) unless `accept` (`--accept-rollback`),
+/// recorded as `tpm.removed`. `--accept-rollback` without a TPM and
+/// without a binding is an error.
+pub async fn without_tpm(gate: &Gate, accept: bool) -> anyhow::Result<()> {
+    let bound = gate
+        .ledger()
+        .latest_checkpoint()
+        .and_then(|(cp, _)| cp.tpm_counter().map(|c| (c, cp.size)));
+    match (bound, accept) {
+        (None, false) => Ok(()),
+        (None, true) => bail!("--accept-rollback: no TPM is configured (hw.tpm), and the ledger is not bound to one"),
+        (Some((counter, size)), false) => bail!(
+            "this ledger is bound to a TPM (its checkpoint of size {size} carries TPM counter {counter}) but no TPM is configured: set hw.tpm, or, to go on without one (no rollback detection), start once with --accept-rollback (recorded as tpm.removed)"
+        ),
+        (Some((counter, size)), true) => {
+            let body = serde_json::json!({"ledger_counter": counter, "checkpoint_size": size});
+            gate.pass(RecordDraft::new("tpm.removed", operator(), body))
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            Ok(())
+        }
+    }
+}
+
 /// Runs blocking TPM (and ledger) work off the async runtime.
 async fn on_tpm<T: Send + 'static>(
     tpm: &SharedTpm,

@@ -21,7 +21,7 @@ pub mod signer;
 
 pub use client::{HsmClient, HsmError, Status, Timing, Transport};
 pub use serial::SerialTransport;
-pub use signer::{Health, HsmSigner};
+pub use signer::{Health, HsmSigner, OpenError};
 
 #[cfg(test)]
 mod pty_tests;

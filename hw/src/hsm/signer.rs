@@ -32,6 +32,18 @@ pub enum Health {
     },
 }
 
+/// Why [`HsmSigner::open`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// No device at the path, or it does not answer (absent, unplugged,
+    /// hung).
+    #[error("{0}")]
+    Unreachable(String),
+    /// A device answered, but not with a usable key.
+    #[error("{0}")]
+    Unusable(String),
+}
+
 enum Link {
     Up(HsmClient<SerialTransport>),
     Lost { since: SystemTime, why: String },
@@ -47,21 +59,31 @@ pub struct HsmSigner {
 
 impl HsmSigner {
     /// Opens the HSM at `path`, reads its public key and names it `name`
-    /// (the log's origin, for the identity key). Fails if the device does
-    /// not answer or is not ready.
-    pub fn open(path: &Path, name: &str, timing: Timing) -> Result<Self, String> {
-        let mut client = connect(path, timing)?;
-        let status = client.status().map_err(|e| describe(path, &e))?;
+    /// (the log's origin, for the identity key). Fails if the device is
+    /// not there or does not answer ([`OpenError::Unreachable`]), or
+    /// answers but is not ready or not an HSM of this protocol
+    /// ([`OpenError::Unusable`]).
+    pub fn open(path: &Path, name: &str, timing: Timing) -> Result<Self, OpenError> {
+        let mut client = connect(path, timing).map_err(OpenError::Unreachable)?;
+        let answer = |e: HsmError| {
+            let why = describe(path, &e);
+            if e.is_link_failure() {
+                OpenError::Unreachable(why)
+            } else {
+                OpenError::Unusable(why)
+            }
+        };
+        let status = client.status().map_err(answer)?;
         if !status.ready {
-            return Err(format!(
+            return Err(OpenError::Unusable(format!(
                 "the HSM at {} ({}) has no usable key",
                 path.display(),
                 status.firmware
-            ));
+            )));
         }
-        let bytes = client.public_key().map_err(|e| describe(path, &e))?;
+        let bytes = client.public_key().map_err(answer)?;
         let public = PublicKey::new(name, Algorithm::MlDsa65, bytes)
-            .map_err(|e| format!("the HSM at {}: {e}", path.display()))?;
+            .map_err(|e| OpenError::Unusable(format!("the HSM at {}: {e}", path.display())))?;
         Ok(HsmSigner {
             path: path.to_path_buf(),
             public,

@@ -411,6 +411,17 @@ fn detach(at: &Path) -> nix::Result<()> {
     Ok(())
 }
 
+/// Removes what a killed emulator left at a stick's mount point: a link,
+/// a mount (detached), the empty directory.
+fn clear_mount_point(at: &Path) {
+    if is_link(at) {
+        let _ = std::fs::remove_file(at);
+    } else if at.is_dir() {
+        let _ = umount2(at, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(at);
+    }
+}
+
 /// A private `dbus-daemon` on a Unix socket for the look-alike (udisksd
 /// needs udev), with a configuration that lets any local user own any
 /// name; killed on drop, and by the kernel when its parent dies.
@@ -610,6 +621,9 @@ impl Emulator {
             .serve_at(MANAGER, zbus::fdo::ObjectManager)?;
         let mut shared = Vec::new();
         for (i, spec) in sticks.into_iter().enumerate() {
+            // What an earlier emulator left mounted or linked there (it
+            // was killed): the stick is not mounted now.
+            clear_mount_point(&media.join(&spec.label));
             let letter = (b'b' + (i % 25) as u8) as char;
             let stick = Arc::new(Mutex::new(Stick {
                 spec,
