@@ -51,6 +51,15 @@ pub(super) async fn require_admin(
     Err(ApiError::forbidden(&why))
 }
 
+/// 201 with the receipt of the record an admin request wrote.
+fn recorded(receipt: &cairn_attest::Receipt) -> Response {
+    (
+        StatusCode::CREATED,
+        Json(serde_json::json!({"cairn": {"record": receipt}})),
+    )
+        .into_response()
+}
+
 /// A model name clients can type and a record can hold: 1–64 characters
 /// of ASCII letters, digits, `.`, `_` and `-`, not starting with `.`.
 fn valid_name(name: &str) -> bool {
@@ -170,11 +179,7 @@ pub(super) async fn record_export(
             },
         ))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"cairn": {"record": receipt}})),
-    )
-        .into_response())
+    Ok(recorded(&receipt))
 }
 
 /// `POST /v1/admin/exports/failed`: `{"record": SEQ, "reason": …}`.
@@ -253,11 +258,7 @@ pub(super) async fn record_export_failed(
             caller.0, export, bundle, &f.reason,
         ))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"cairn": {"record": receipt}})),
-    )
-        .into_response())
+    Ok(recorded(&receipt))
 }
 
 /// `POST /v1/admin/tpm/quote`: `{"checkpoint": base64 note}`.
@@ -398,9 +399,5 @@ pub(super) async fn record_anchor(
         .gate
         .pass(RecordDraft::new("ledger.anchor", caller.0, body))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"cairn": {"record": receipt}})),
-    )
-        .into_response())
+    Ok(recorded(&receipt))
 }
