@@ -260,6 +260,37 @@ fn an_hsm_absent_at_start_is_recorded_lost_and_taken_back() {
 }
 
 #[test]
+fn with_a_tpm_too_an_absent_hsm_delays_the_counter_checkpoint_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = format!("tpm = \"emulated:{}\"\n", dir.path().join("tpm").display());
+    let (s, emu) = setup(&[], &tpm);
+    let d = Daemon::start_with_config(&s.config, &s.state);
+    assert_eq!(health(&d)["tpm"]["check"], "bound");
+    assert_eq!(d.stop().code(), Some(0));
+    emu.unplug();
+    // Without the HSM no checkpoint is signed, so the start's counter
+    // checkpoint waits; the counter check itself runs.
+    let d = Daemon::start_with_config(&s.config, &s.state);
+    let h = health(&d);
+    assert_eq!(
+        (h["tpm"]["check"].clone(), h["hsm"]["state"].clone()),
+        ("in-step".into(), "lost".into()),
+        "{h}"
+    );
+    let counter = h["tpm"]["counter"].as_u64().unwrap();
+    let _emu = Emulator::start(&s.emu_state, &s.link, &[]);
+    wait_for("the checkpoint after the HSM's return", || {
+        let h = health(&d);
+        h["hsm"]["state"] == "present" && h["checkpoint_size"] == h["records"]
+    });
+    assert_eq!(health(&d)["tpm"]["counter"].as_u64(), Some(counter + 1));
+    assert_eq!(d.stop().code(), Some(0));
+    let d = Daemon::start_with_config(&s.config, &s.state);
+    assert_eq!(health(&d)["tpm"]["check"], "in-step");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+#[test]
 fn a_missing_device_under_refuse_records_or_a_wrong_one_stops_the_start() {
     let (s, emu) = setup(&[], "hsm_lost = \"refuse-records\"\n");
     let start_fails_with = |why: &str| {
