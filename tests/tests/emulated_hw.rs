@@ -37,6 +37,14 @@ fn the_demo_runs_on_emulated_hardware_end_to_end() {
         .unwrap_or_else(|| panic!("{h}"));
     assert!(bus.starts_with("unix:path="), "{h}");
 
+    let status = cairn_ok(&["status", "--state-dir", s]);
+    assert!(
+        status.contains("TPM         emulated TPM")
+            && status.contains("hardware    emulated in")
+            && status.contains("USB stick CAIRN-EXPORT"),
+        "{status}"
+    );
+
     // The identity key is in the emulated HSM, the others are sealed.
     let keys = ok_json(&["keys", "show", "--dir", s, "--json"]);
     let held = |role: &str| keys["keys"][role]["held_by"].as_str().unwrap().to_string();

@@ -67,6 +67,27 @@ pub(super) fn status(at: &DaemonAt, json: bool) -> anyhow::Result<ExitCode> {
                 ),
             }
         }
+        if let Some(device) = h["tpm"]["device"].as_str() {
+            let counter = &h["tpm"]["counter"];
+            match h["tpm"]["problem"].as_str() {
+                None => println!(
+                    "TPM         {device}: counter {counter} ({} at start)",
+                    h["tpm"]["check"].as_str().unwrap_or("?")
+                ),
+                Some(why) => println!("TPM         {device}: counter {counter}, PROBLEM: {why}"),
+            }
+        }
+        if let Some(dir) = h["emulated_hw"]["dir"].as_str() {
+            let usb = &h["emulated_hw"]["usb"];
+            let stick = match usb["stick"].as_str() {
+                Some(label) => format!("USB stick {label}"),
+                None => format!(
+                    "no USB stick ({})",
+                    usb["unavailable"].as_str().unwrap_or("?")
+                ),
+            };
+            println!("hardware    emulated in {dir}: TPM, HSM, {stick}");
+        }
         if let Some(fault) = h["fault"].as_str() {
             println!("FAULT       {fault}");
         }
