@@ -134,11 +134,6 @@ impl EmulatedHw {
         }))
     }
 
-    /// The bus the emulated stick is on, if it runs.
-    pub fn usb_bus(&self) -> Option<&str> {
-        self.usb.as_ref().ok().map(|u| u.bus.address())
-    }
-
     /// For `/healthz` and the `daemon.start` record.
     pub fn json(&self) -> serde_json::Value {
         let usb = match &self.usb {
