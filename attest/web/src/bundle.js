@@ -10,6 +10,7 @@ import { splitJournal, peekCheckpoint, CHECKPOINTS_JOURNAL } from './formats.js'
 import { verifyConsistency } from './merkle.js';
 import { subject } from './verify.js';
 import { equalBytes } from './util.js';
+import { checkTpmQuote, TPM_QUOTE } from './tpmquote.js';
 
 export const MANIFEST = 'bundle.json';
 export const SUMS = 'SHA256SUMS';
@@ -94,6 +95,9 @@ export async function checkBundle(files, names, report, sha256hex, prefix = null
     const last = frames.length ? journal.subarray(frames[frames.length - 1].start, frames[frames.length - 1].start + frames[frames.length - 1].len) : null;
     if (!last || !equalBytes(last, alone)) problem(CHECKPOINT, `is not the last checkpoint in ${CHECKPOINTS_JOURNAL}`);
   }
+  // verify_tpm.rs: a TPM's quote over the checkpoint, when the bundle has one
+  const quote = checkTpmQuote(files);
+  if (quote && quote.why) problem(TPM_QUOTE, quote.why);
   return findings;
 }
 

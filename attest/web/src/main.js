@@ -7,6 +7,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { toHex, toBase64 } from './util.js';
 import { verifyLog, describe, sortFindings, identityMatches } from './verify.js';
 import { checkBundle, readPrefix, SUMS } from './bundle.js';
+import { checkTpmQuote } from './tpmquote.js';
 import { makeRunner } from './pool.js';
 import { RECORDS_JOURNAL } from './formats.js';
 
@@ -188,7 +189,8 @@ async function verifySelection(list) {
     const ms = performance.now() - t0;
     if (report.extends && report.extends.why)
       fileFindings.push({ subject: { type: 'log' }, why: `does not extend the earlier checkpoint (${earlier.name}): ${report.extends.why}` });
-    state = { report, fileFindings, ms, mode: info.mode, sizes, dir: chosen.dir, ignored: chosen.ignored };
+    const quote = checkTpmQuote(bytes);
+    state = { report, fileFindings, ms, mode: info.mode, sizes, dir: chosen.dir, ignored: chosen.ignored, quote: quote && quote.summary };
   } catch (e) {
     state = { error: `The verifier failed unexpectedly: ${e && e.message ? e.message : e}` };
   } finally {
@@ -291,6 +293,14 @@ function render() {
         ? el('tr', {}, el('th', {}, 'Extends'), el('td', { id: 'extends' }, `the earlier checkpoint ${earlier ? earlier.name : ''}: its ${r.extends.size} records are this log's first ${r.extends.size}`))
         : null,
       el('tr', {}, el('th', {}, 'Merkle root'), el('td', { class: 'mono' }, `${rootB64} (hex ${r.root})`)),
+      state.quote
+        ? el('tr', {}, el('th', {}, 'TPM quote'),
+            el('td', { id: 'tpm-quote' },
+              `the checkpoint was extended into PCR 23 and quoted${state.quote.akKind === 'ed25519-emulated' ? ' (an emulated TPM: not hardware)' : ''}; signed by ` +
+                (state.quote.publishedBy !== null
+                  ? `the key the log published in record ${state.quote.publishedBy}`
+                  : "a key whose publishing record is not in this bundle: compare it with an earlier export's")))
+        : null,
       el('tr', {}, el('th', {}, 'Time'), el('td', {}, `${(state.ms / 1000).toFixed(2)} s, ${Math.round(rate).toLocaleString('en')} records/s (${state.mode})`)),
     ),
   );
@@ -319,6 +329,7 @@ function render() {
     rate,
     mode: state.mode,
     extends: r.extends,
+    tpmQuote: state.quote || null,
   });
   publish(result);
 }

@@ -21,17 +21,18 @@
 // FUZZ/2, those of the incremental bundle); SEED the random seed.
 
 import { ml_dsa65 } from '@noble/post-quantum/ml-dsa.js';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { prepareKey, verifyPrepared } from '../src/mldsa65.js';
 import { fromBase64, toBase64 } from '../src/util.js';
 import { parseJson } from '../src/json.js';
 import { parseNote, parseVkey, parseCheckpointText, parseRecord } from '../src/formats.js';
 import { verifyLog, describe } from '../src/verify.js';
 import { checkBundle, readPrefix } from '../src/bundle.js';
+import { checkTpmQuote } from '../src/tpmquote.js';
 import { Frontier, verifyInclusion, verifyConsistency } from '../src/merkle.js';
 import * as inc from './helpers.mjs';
 import { frames, journal, resum } from './helpers.mjs';
@@ -449,6 +450,56 @@ async function fuzz(tmp, label, base, kinds, count) {
 }
 
 const readDir = (d) => new Map(readdirSync(d).map((n) => [n, readFileSync(join(d, n))]));
+
+/**
+ * 4c. A bundle exported through `cairnd --demo` on emulated hardware
+ * carries tpm-quote.json: the page checks it as cairn verify does (the
+ * same verdict, honest and tampered), and names the record that published
+ * the key.
+ */
+async function tpmQuote(tmp) {
+  console.log('the TPM quote (a bundle exported through cairnd --demo on emulated hardware)');
+  const cairnd = join(dirname(CAIRN), 'cairnd');
+  const state = join(tmp, 'demo');
+  const daemon = spawn(cairnd, ['--demo', '--hw', 'emulated', '--state-dir', state], {
+    env: { ...process.env, CAIRN_MODEL_CACHE: join(tmp, 'no-models') },
+    stdio: 'ignore',
+  });
+  try {
+    const socket = join(state, 'cairnd.sock');
+    for (let i = 0; i < 600 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    ok(existsSync(socket), 'cairnd --demo started');
+    const bundle = readDir(exportTo(state, join(tmp, 'quoted'), ['--full']));
+    ok(bundle.has('tpm-quote.json'), 'the bundle carries tpm-quote.json');
+    const honest = await pageVerdict(bundle);
+    ok(honest.findings && honest.findings.length === 0, `a quoted bundle verifies (${(honest.findings || []).map((f) => describe(f.subject) + ': ' + f.why).join('; ')})`);
+    const q = checkTpmQuote(new Map([...bundle].map(([n, b]) => [n, new Uint8Array(b)])));
+    ok(q && q.summary && q.summary.publishedBy !== null && q.summary.akKind === 'ed25519-emulated', `the quote names the record that published its key (${q && q.summary ? `record ${q.summary.publishedBy}` : q && q.why})`);
+    const json = JSON.parse(bundle.get('tpm-quote.json').toString());
+    const cases = [
+      ['pcr_before changed', { ...json, pcr_before: '11'.repeat(32) }, /PCR 23 is not its value before/],
+      ['a signature byte changed', { ...json, signature: toBase64(Uint8Array.from(fromBase64(json.signature), (x, i) => (i === 5 ? x ^ 1 : x))) }, /signature does not verify/],
+      ['another checkpoint', { ...json, checkpoint_sha256: '22'.repeat(32) }, /another checkpoint/],
+      ['PCR 7 changed', { ...json, pcrs: { ...json.pcrs, 7: '33'.repeat(32) } }, /not the ones quoted/],
+    ];
+    for (const [what, forged, why] of cases) {
+      const f = new Map(bundle);
+      f.set('tpm-quote.json', Buffer.from(JSON.stringify(forged)));
+      resum(f);
+      const v = await pageVerdict(f);
+      const first = v.findings && v.findings[0];
+      ok(first && first.subject.type === 'file' && first.subject.file === 'tpm-quote.json' && why.test(first.why), `quote ${what}: tpm-quote.json ${why} (got ${first ? describe(first.subject) + ': ' + first.why : v.refused})`);
+      const dir = join(tmp, `quote-${what.replace(/\W+/g, '-')}`);
+      mkdirSync(dir);
+      for (const [n, b] of f) writeFileSync(join(dir, n), b);
+      const cli = cairnVerdict(dir);
+      ok(cli.ref && subjects(cli.ref.findings) === subjects(v.findings) && why.test(cli.ref.findings[0].why), `quote ${what}: the same verdict as cairn verify`);
+    }
+  } finally {
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon.once('exit', r));
+  }
+}
 const exportTo = (ledger, out, args = []) => {
   mkdirSync(out);
   sh(CAIRN, ['export', '--ledger', ledger, '--to', out, ...args]);
@@ -573,6 +624,9 @@ if (!existsSync(CAIRN)) {
       'entry byte', 'frontier byte', 'entry byte (printable)', 'proof byte', 'checkpoint byte', 'previous-checkpoint byte',
       'raw journal byte', 'genesis byte', 'cut', 'hash line', 'swap tail', 'manifest from', 'drop entry', 'manifest byte', 'previous of another size', 'sums byte',
     ], INC_FUZZ);
+
+    // ------------------------------------------------ 4c. the TPM quote
+    await tpmQuote(tmp);
   } finally {
     if (!process.env.KEEP_TMP) rmSync(tmp, { recursive: true, force: true });
     else console.log(`  kept ${tmp}`);
