@@ -422,6 +422,19 @@ mod tests {
         }
     }
 
+    /// A new ledger and an emulated TPM that never counted, in a temporary
+    /// directory.
+    fn ledger_and_tpm() -> (tempfile::TempDir, Ledger, SharedTpm) {
+        use cairn_attest::{Keyring, LedgerConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::create(&dir.path().join("keys"), "cairn.example/log").unwrap();
+        let ledger = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
+        let tpm: SharedTpm = Arc::new(Mutex::new(Box::new(
+            cairn_hw::tpm::EmulatedTpm::open(&dir.path().join("tpm")).unwrap(),
+        )));
+        (dir, ledger, tpm)
+    }
+
     /// Adds the next counter's line but never increments: a daemon stopped
     /// between storing a checkpoint and incrementing the counter.
     struct StopsBeforeIncrementing(u64);
@@ -435,13 +448,8 @@ mod tests {
 
     #[test]
     fn the_counter_binds_keeps_step_catches_up_and_sees_a_rollback() {
-        use cairn_attest::{Actor, Keyring, LedgerConfig, RecordDraft};
-        let dir = tempfile::tempdir().unwrap();
-        let keys = Keyring::create(&dir.path().join("keys"), "cairn.example/log").unwrap();
-        let ledger = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
-        let tpm: SharedTpm = Arc::new(Mutex::new(Box::new(
-            cairn_hw::tpm::EmulatedTpm::open(&dir.path().join("tpm")).unwrap(),
-        )));
+        use cairn_attest::{Actor, RecordDraft};
+        let (_dir, ledger, tpm) = ledger_and_tpm();
         let append = |i: u64| {
             let actor = Actor::System { name: "t".into() };
             ledger
@@ -488,13 +496,8 @@ mod tests {
 
     #[test]
     fn a_log_without_counter_checkpoints_binds_only_to_a_tpm_that_never_counted() {
-        use cairn_attest::{Actor, Keyring, LedgerConfig, RecordDraft};
-        let dir = tempfile::tempdir().unwrap();
-        let keys = Keyring::create(&dir.path().join("keys"), "cairn.example/log").unwrap();
-        let ledger = Ledger::open(dir.path(), keys, LedgerConfig::default()).unwrap();
-        let tpm: SharedTpm = Arc::new(Mutex::new(Box::new(
-            cairn_hw::tpm::EmulatedTpm::open(&dir.path().join("tpm")).unwrap(),
-        )));
+        use cairn_attest::{Actor, RecordDraft};
+        let (_dir, ledger, tpm) = ledger_and_tpm();
         // The TPM counted for another ledger (or for this one, before its
         // counter checkpoints were removed).
         with_tpm(&tpm, |t| t.counter_increment()).unwrap();

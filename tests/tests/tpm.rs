@@ -89,6 +89,21 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// Writes `DIR/NAME`: a configuration for `state` with the emulated TPM
+/// whose state is `DIR/TPM`.
+fn emulated_tpm_config(dir: &Path, name: &str, state: &Path, tpm: &str) -> PathBuf {
+    let config = dir.join(name);
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n[hw]\ntpm = \"emulated:{}\"\n",
+            dir.join(tpm).display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// Replaces a bundle file and its line in SHA256SUMS (a forger who can
 /// recompute checksums).
 fn rewrite_with_sums(bundle: &Path, name: &str, bytes: &[u8]) {
@@ -296,15 +311,7 @@ fn plain_keys_bind_are_recorded_as_plain_and_can_be_sealed() {
     cairn_ok(&["keys", "init", "--dir", state.to_str().unwrap()]);
     let d = Daemon::start(&state, &[]);
     assert_eq!(d.stop().code(), Some(0));
-    let config = dir.path().join("cairnd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {state:?}\n[hw]\ntpm = \"emulated:{}\"\n",
-            dir.path().join("hw/tpm").display()
-        ),
-    )
-    .unwrap();
+    let config = emulated_tpm_config(dir.path(), "cairnd.toml", &state, "hw/tpm");
     let d = Daemon::start_with_config(&config, &state);
     assert_eq!(health_tpm(&d)["check"], "bound");
     assert_eq!(d.stop().code(), Some(0));
@@ -340,15 +347,7 @@ fn plain_keys_bind_are_recorded_as_plain_and_can_be_sealed() {
     // Without the TPM's configuration, cairnd starts on the plain files;
     // a ledger whose keys are sealed does not.
     let sealed = dir.path().join("sealed");
-    let cfg2 = dir.path().join("sealed.toml");
-    std::fs::write(
-        &cfg2,
-        format!(
-            "state_dir = {sealed:?}\n[hw]\ntpm = \"emulated:{}\"\n",
-            dir.path().join("hw/tpm2").display()
-        ),
-    )
-    .unwrap();
+    let cfg2 = emulated_tpm_config(dir.path(), "sealed.toml", &sealed, "hw/tpm2");
     cairn_ok(&["keys", "init", "--config", cfg2.to_str().unwrap()]);
     let (code, err) = start_fails(&["--state-dir", sealed.to_str().unwrap()]);
     assert_ne!(code, 0);
@@ -358,18 +357,13 @@ fn plain_keys_bind_are_recorded_as_plain_and_can_be_sealed() {
 #[test]
 fn a_new_ledger_on_a_tpm_that_counted_needs_the_operator() {
     let dir = tempfile::tempdir().unwrap();
-    let tpm = format!("emulated:{}", dir.path().join("hw/tpm").display());
     let config = |name: &str| {
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "state_dir = {:?}\n[hw]\ntpm = {tpm:?}\n",
-                dir.path().join(name)
-            ),
+        emulated_tpm_config(
+            dir.path(),
+            &format!("{name}.toml"),
+            &dir.path().join(name),
+            "hw/tpm",
         )
-        .unwrap();
-        path
     };
     // The first ledger binds and counts.
     let first = config("first");
