@@ -31,7 +31,7 @@ const MISSING = 'is missing (not among the files given)';
  * `names`: every name in that directory (files and folders);
  * `sha256hex(bytes)`: async SHA-256 in hex. Returns findings on files.
  */
-export async function checkBundle(files, names, report, sha256hex, prefix = null) {
+export async function checkBundle(files, names, report, sha256hex, prefix = null, quote = checkTpmQuote(files)) {
   const findings = [];
   const problem = (file, why) => findings.push({ subject: subject.file(file), why });
   const sums = files.get(SUMS);
@@ -95,8 +95,8 @@ export async function checkBundle(files, names, report, sha256hex, prefix = null
     const last = frames.length ? journal.subarray(frames[frames.length - 1].start, frames[frames.length - 1].start + frames[frames.length - 1].len) : null;
     if (!last || !equalBytes(last, alone)) problem(CHECKPOINT, `is not the last checkpoint in ${CHECKPOINTS_JOURNAL}`);
   }
-  // verify_tpm.rs: a TPM's quote over the checkpoint, when the bundle has one
-  const quote = checkTpmQuote(files);
+  // verify_tpm.rs: a TPM's quote over the checkpoint, when the bundle has
+  // one (`quote`: checkTpmQuote's answer, when the caller has it already)
   if (quote && quote.why) problem(TPM_QUOTE, quote.why);
   return findings;
 }

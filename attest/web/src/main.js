@@ -185,11 +185,11 @@ async function verifySelection(list) {
       setProgress(`Verified ${done.toLocaleString('en')} of ${total.toLocaleString('en')} records (${Math.round(done / Math.max(secs, 1e-3)).toLocaleString('en')} records/s)…`, total ? done / total : 1);
     });
     setProgress('Checking the bundle files…', null);
-    const fileFindings = await checkBundle(bytes, chosen.names, report, sha256hex, prefix);
+    const quote = checkTpmQuote(bytes);
+    const fileFindings = await checkBundle(bytes, chosen.names, report, sha256hex, prefix, quote);
     const ms = performance.now() - t0;
     if (report.extends && report.extends.why)
       fileFindings.push({ subject: { type: 'log' }, why: `does not extend the earlier checkpoint (${earlier.name}): ${report.extends.why}` });
-    const quote = checkTpmQuote(bytes);
     state = { report, fileFindings, ms, mode: info.mode, sizes, dir: chosen.dir, ignored: chosen.ignored, quote: quote && quote.summary };
   } catch (e) {
     state = { error: `The verifier failed unexpectedly: ${e && e.message ? e.message : e}` };

@@ -53,36 +53,38 @@ impl Opened {
     /// Verifies `log` (this source's log, or a cut of it) as `cairn verify`
     /// does: the log, and a bundle's own checks.
     pub(super) fn verify(&self, log: &LogBytes<'_>, key: Option<String>) -> Report {
+        self.verify_with_quote(log, key).0
+    }
+
+    /// [`Opened::verify`], and what a bundle's TPM quote says when it
+    /// verifies (a quote that does not is one of the report's findings).
+    pub(super) fn verify_with_quote(
+        &self,
+        log: &LogBytes<'_>,
+        key: Option<String>,
+    ) -> (Report, Option<super::verify_tpm::QuoteSummary>) {
         let mut report = verify_log(
             log,
             &Options {
                 expected_identity: key,
             },
         );
+        let mut quote = None;
         if self.is_bundle() {
             let findings = bundle::check(&self.path, &report);
             report.findings.extend(findings);
-            if let Some(Err(why)) = self.tpm_quote(log) {
-                report.findings.push(Finding {
+            match super::verify_tpm::check(&self.path, log) {
+                Some(Ok(summary)) => quote = Some(summary),
+                Some(Err(why)) => report.findings.push(Finding {
                     subject: Subject::File {
                         file: cairn_hw::tpm::checkpoint_quote::FILE.into(),
                     },
                     why,
-                });
+                }),
+                None => {}
             }
         }
-        report
-    }
-
-    /// A bundle's TPM quote, checked (`None`: none, or not a bundle).
-    pub(super) fn tpm_quote(
-        &self,
-        log: &LogBytes<'_>,
-    ) -> Option<Result<super::verify_tpm::QuoteSummary, String>> {
-        if !self.is_bundle() {
-            return None;
-        }
-        super::verify_tpm::check(&self.path, log)
+        (report, quote)
     }
 }
 
@@ -98,7 +100,7 @@ pub(super) fn run(
     let started = std::time::Instant::now();
     let opened = Opened::open(path)?;
     let log = opened.log();
-    let mut report = opened.verify(&log, key.clone());
+    let (mut report, quote) = opened.verify_with_quote(&log, key.clone());
     let mut extends = None;
     if let Some(since) = since {
         let file = if since.is_dir() {
@@ -117,7 +119,6 @@ pub(super) fn run(
         }
     }
     let elapsed = started.elapsed();
-    let quote = opened.tpm_quote(&log).and_then(Result::ok);
     if json {
         let mut v = serde_json::to_value(&report)?;
         if let Some(q) = &quote {
