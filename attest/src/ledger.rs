@@ -4,8 +4,10 @@
 //! ```text
 //! DIR/records.journal      entries, fdatasync'd in groups: the truth
 //! DIR/checkpoints.journal  signed checkpoints, fdatasync'd
-//! DIR/index/               sled: entry locations, Merkle nodes,
-//!                          checkpoint locations, payloads
+//! DIR/payloads.store       salts and payloads, fdatasync'd with their
+//!                          records, erasable (see [`crate::payload_store`])
+//! DIR/index/               sled: entry, checkpoint and payload locations,
+//!                          Merkle nodes: derived data only
 //! DIR/keys/                secret keys (0600) when kept in software
 //! ```
 //!
@@ -26,7 +28,9 @@
 //!
 //! On open the index is reconciled with the journals: complete frames past
 //! the indexed end are checked (sequence, chain, signature) and indexed; a
-//! torn tail is saved aside and cut (see [`crate::journal`]).
+//! torn tail is saved aside and cut (see [`crate::journal`]). The payload
+//! store is reconciled likewise, after the records: payloads of records
+//! that never became durable are cut with any torn tail.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,10 @@ use crate::journal::{Journal, JournalReader, Opened, TornTail, FRAME_HEADER, MAX
 use crate::keyring::{KeySet, Keyring};
 use crate::merkle::{self, Frontier, Hash, NodeSource};
 use crate::payload::{self, PayloadPolicy};
+use crate::payload_store::{
+    BodyState, CutTail, Location as PayloadLocation, NewPayload, OpenedStore, PayloadStore,
+    MAX_PAYLOAD_BYTES,
+};
 use crate::record::{
     now_timestamp, Actor, Record, RecordHash, RecordRef, FORMAT_VERSION, KIND_GENESIS,
 };
@@ -50,7 +58,12 @@ use crate::record::{
 pub const RECORDS_JOURNAL: &str = "records.journal";
 /// File name of the checkpoint journal inside a ledger directory.
 pub const CHECKPOINTS_JOURNAL: &str = "checkpoints.journal";
+/// File name of the payload store inside a ledger directory.
+pub const PAYLOAD_STORE: &str = "payloads.store";
 const INDEX_DIR: &str = "index";
+/// The sled tree that held payloads before version 0.1.0 kept them in
+/// [`PAYLOAD_STORE`]; moved there on open.
+const OLD_PAYLOAD_TREE: &str = "payloads";
 
 /// How a ledger checkpoints and keeps payloads.
 #[derive(Clone, Debug)]
@@ -146,6 +159,18 @@ pub struct Recovery {
     /// The index could not be read and was rebuilt from the journals; the
     /// old one was moved to the path given, with the reason.
     pub index_rebuilt: Option<(PathBuf, String)>,
+    /// Payloads found past the indexed end of the payload store and
+    /// re-indexed.
+    pub reindexed_payloads: u64,
+    /// A tail cut from the payload store: torn, or the payloads of records
+    /// that never became durable.
+    pub torn_payloads: Option<CutTail>,
+    /// Payloads moved from the index database into the payload store
+    /// (ledgers written before the store existed).
+    pub migrated_payloads: u64,
+    /// Payloads of such a ledger that could not be moved (a name or size
+    /// the store refuses), with the old index kept where it was moved.
+    pub unmoved_payloads: Option<(PathBuf, u64)>,
 }
 
 /// What a ledger asks of the outside world around each checkpoint it
@@ -190,7 +215,10 @@ struct Shared {
     config: LedgerConfig,
     db: sled::Db,
     index: sled::Tree,
-    payloads: sled::Tree,
+    /// Payload locations: `seq ‖ name` → [`PayloadLocation`].
+    payload_index: sled::Tree,
+    /// The payload store; held by the writer while it appends.
+    payloads: Mutex<PayloadStore>,
     records: JournalReader,
     checkpoints: JournalReader,
     seq: Mutex<Sequencer>,
@@ -327,7 +355,8 @@ impl Ledger {
         crate::keyring::create_private_dir(dir)?;
         let index_path = dir.join(INDEX_DIR);
         let mut recovery = Recovery::default();
-        let (db, index, payloads) = match open_index(&index_path) {
+        migrate_old_payloads(dir, &mut recovery)?;
+        let (db, index, payload_index) = match open_index(&index_path) {
             Ok(trees) => trees,
             Err(e) => {
                 // The index is derived state: move it aside and rebuild it
@@ -490,10 +519,7 @@ impl Ledger {
                 });
             }
         }
-        // Payloads of records that never became durable.
-        for k in payloads.range(size.to_be_bytes()..).keys() {
-            payloads.remove(k.map_err(sled_err)?).map_err(sled_err)?;
-        }
+        let payloads = open_payloads(dir, &payload_index, size, &mut recovery)?;
 
         let shared = Arc::new(Shared {
             records: journal.reader()?,
@@ -504,7 +530,8 @@ impl Ledger {
             config,
             db,
             index,
-            payloads,
+            payload_index,
+            payloads: Mutex::new(payloads),
             seq: Mutex::new(Sequencer {
                 next: size,
                 last: tip_hash,
@@ -614,6 +641,37 @@ impl Ledger {
         if let Some(why) = &lock(&s.state).poisoned {
             return reply(Err(Error::Poisoned(why.clone())));
         }
+        let frames: usize = draft
+            .payloads
+            .iter()
+            .map(|(name, bytes)| {
+                NewPayload {
+                    seq: 0,
+                    name,
+                    stored_at: 0,
+                    salt: &[0; 32],
+                    bytes,
+                }
+                .frame_len()
+            })
+            .sum();
+        if let Some((name, _)) = draft
+            .payloads
+            .iter()
+            .find(|(name, _)| name.is_empty() || name.len() > 255)
+        {
+            return reply(Err(Error::Invalid(format!(
+                "payload name {name:?} must be 1 to 255 bytes"
+            ))));
+        }
+        if frames > MAX_PAYLOAD_BYTES {
+            return reply(Err(Error::TooLarge {
+                what: "a record's payloads",
+                size: frames,
+                limit: MAX_PAYLOAD_BYTES,
+            }));
+        }
+        let keep = s.config.payload_policy != PayloadPolicy::HashOnly;
         let mut commits = BTreeMap::new();
         let mut payloads = Vec::with_capacity(draft.payloads.len());
         for (name, bytes) in draft.payloads {
@@ -622,7 +680,9 @@ impl Ledger {
                 Err(e) => return reply(Err(e)),
             };
             commits.insert(name.clone(), c.commitment);
-            payloads.push((name, c.salt, bytes));
+            if keep {
+                payloads.push((name, c.salt, bytes));
+            }
         }
         let sequenced = {
             let mut sq = lock(&s.seq);
@@ -813,24 +873,23 @@ impl Ledger {
 
     /// A payload kept for record `seq`, with its salt, unless erased.
     pub fn payload(&self, seq: u64, name: &str) -> Result<Option<([u8; 32], Vec<u8>)>> {
-        let v = self
-            .shared
-            .payloads
+        let s = &self.shared;
+        let Some(v) = s
+            .payload_index
             .get(payload_key(seq, name))
-            .map_err(|e| self.index_err(e))?;
-        Ok(v.map(|v| {
-            let (_, salt, bytes) = decode_payload(&v);
-            (salt, bytes.to_vec())
-        }))
+            .map_err(|e| self.index_err(e))?
+        else {
+            return Ok(None);
+        };
+        let loc = PayloadLocation::decode(&v, &s.dir.join(PAYLOAD_STORE))?;
+        lock(&s.payloads).read(seq, name, &loc)
     }
 
-    /// Erases the payloads of records `[from, to)`; the chain is untouched.
+    /// Erases the payloads of records `[from, to)`: their bytes and salts
+    /// are overwritten in the payload store; the chain is untouched.
     /// Returns how many payloads were erased.
     pub fn erase_payloads(&self, from: u64, to: u64) -> Result<u64> {
-        self.erase_where(|k, _| {
-            let seq = u64::from_be_bytes(k[..8].try_into().unwrap_or_default());
-            seq >= from && seq < to
-        })
+        self.erase_where(|seq, _| seq >= from && seq < to)
     }
 
     /// Applies [`PayloadPolicy::EraseAfterDays`]: erases payloads stored
@@ -840,21 +899,49 @@ impl Ledger {
             return Ok(0);
         };
         let cutoff = unix_now().saturating_sub(u64::from(days) * 86_400);
-        self.erase_where(|_, v| decode_payload(v).0 < cutoff)
+        self.erase_where(|_, loc| loc.stored_at < cutoff)
     }
 
-    fn erase_where(&self, pred: impl Fn(&[u8], &[u8]) -> bool) -> Result<u64> {
+    /// Erases the payloads for which `pred(seq, location)` holds and that
+    /// are not erased yet, a thousand at a time (appends wait for the store
+    /// meanwhile): durably in the store first, then in the index (were the
+    /// index to miss the second step, the zeros read as erased).
+    fn erase_where(&self, pred: impl Fn(u64, &PayloadLocation) -> bool) -> Result<u64> {
         let s = &self.shared;
-        let mut n = 0;
-        for kv in s.payloads.iter() {
+        let path = s.dir.join(PAYLOAD_STORE);
+        let mut chosen = Vec::new();
+        for kv in s.payload_index.iter() {
             let (k, v) = kv.map_err(|e| self.index_err(e))?;
-            if pred(&k, &v) {
-                s.payloads.remove(&k).map_err(|e| self.index_err(e))?;
-                n += 1;
+            let loc = PayloadLocation::decode(&v, &path)?;
+            let (Some(seq), Some(name)) = (k.get(..8), k.get(8..)) else {
+                continue;
+            };
+            let seq = u64::from_be_bytes(seq.try_into().unwrap_or_default());
+            if loc.state != BodyState::Erased && pred(seq, &loc) {
+                chosen.push((
+                    k.clone(),
+                    seq,
+                    String::from_utf8_lossy(name).into_owned(),
+                    loc,
+                ));
             }
         }
-        durable_index_flush(&s.db, &s.dir)?;
-        Ok(n)
+        for part in chosen.chunks(1000) {
+            let named: Vec<(u64, &str, PayloadLocation)> = part
+                .iter()
+                .map(|(_, seq, name, loc)| (*seq, name.as_str(), *loc))
+                .collect();
+            lock(&s.payloads).erase(&named)?;
+            let mut batch = sled::Batch::default();
+            for (k, _, _, mut loc) in part.iter().cloned() {
+                loc.state = BodyState::Erased;
+                batch.insert(k, &loc.encode()[..]);
+            }
+            s.payload_index
+                .apply_batch(batch)
+                .map_err(|e| self.index_err(e))?;
+        }
+        Ok(chosen.len() as u64)
     }
 
     fn check_size(&self, size: u64) -> Result<()> {
@@ -1071,11 +1158,11 @@ fn open_index(path: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
         };
         let db = sled::Config::new().path(&p).open().map_err(err)?;
         let index = db.open_tree("index").map_err(err)?;
-        let payloads = db.open_tree("payloads").map_err(err)?;
+        let payload_index = db.open_tree("payload_locations").map_err(err)?;
         // Touch the last entries so damage shows now, not on first use.
         index.last().map_err(err)?;
-        payloads.last().map_err(err)?;
-        Ok((db, index, payloads))
+        payload_index.last().map_err(err)?;
+        Ok((db, index, payload_index))
     });
     opened.unwrap_or_else(|_| {
         Err(Error::Corrupt {
@@ -1083,6 +1170,141 @@ fn open_index(path: &Path) -> Result<(sled::Db, sled::Tree, sled::Tree)> {
             why: "the index database is damaged".into(),
         })
     })
+}
+
+/// Reconciles the payload store with its index once the log's size is
+/// known: drops index entries of records past the log's end, indexes the
+/// frames past the indexed end, and cuts a torn tail and the payloads of
+/// records past the log's end.
+fn open_payloads(
+    dir: &Path,
+    payload_index: &sled::Tree,
+    size: u64,
+    recovery: &mut Recovery,
+) -> Result<PayloadStore> {
+    let path = dir.join(PAYLOAD_STORE);
+    let sled_err = |source| Error::Index {
+        path: dir.join(INDEX_DIR),
+        source,
+    };
+    // Locations of records past the log's end were never acknowledged.
+    for k in payload_index.range(size.to_be_bytes()..).keys() {
+        payload_index
+            .remove(k.map_err(sled_err)?)
+            .map_err(sled_err)?;
+    }
+    // The indexed end: the last indexed record's frames are the last
+    // indexed frames, in the order of its draft, not of their names.
+    let mut trusted_end = 0;
+    if let Some((k, _)) = payload_index.last().map_err(sled_err)? {
+        for kv in payload_index.scan_prefix(&k[..8.min(k.len())]) {
+            let (_, v) = kv.map_err(sled_err)?;
+            trusted_end = trusted_end.max(PayloadLocation::decode(&v, &path)?.end());
+        }
+    }
+    let OpenedStore { store, found, torn } = PayloadStore::open(&path, trusted_end, size)?;
+    recovery.torn_payloads = torn;
+    let mut batch = sled::Batch::default();
+    for f in &found {
+        batch.insert(payload_key(f.seq, &f.name), &f.location.encode()[..]);
+    }
+    payload_index.apply_batch(batch).map_err(sled_err)?;
+    recovery.reindexed_payloads = found.len() as u64;
+    Ok(store)
+}
+
+/// Moves the payloads an older ledger kept in its index database (tree
+/// `payloads`: key `u64be(seq) ‖ name`, value `u64be(stored_at) ‖ salt ‖
+/// payload`) into the payload store, in sequence order, a few megabytes
+/// per write, before the ledger is opened. Then the old index goes (it is
+/// rebuilt from the journals and the store), so that no copy of a payload
+/// outlives its erasure in sled's files; it is kept, moved aside, if some
+/// payload could not be moved. An interrupted move resumes: payloads
+/// already in the store are skipped. Payloads of records past the log's
+/// end are cut when the store is opened.
+fn migrate_old_payloads(dir: &Path, recovery: &mut Recovery) -> Result<()> {
+    let index_path = dir.join(INDEX_DIR);
+    if !index_path.exists() {
+        return Ok(());
+    }
+    // An index sled cannot open is dealt with (rebuilt) by the open.
+    let Ok((db, _, _)) = open_index(&index_path) else {
+        return Ok(());
+    };
+    let sled_err = |source| Error::Index {
+        path: index_path.clone(),
+        source,
+    };
+    let has_old = db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == OLD_PAYLOAD_TREE.as_bytes());
+    if !has_old {
+        return Ok(());
+    }
+    let old = db.open_tree(OLD_PAYLOAD_TREE).map_err(sled_err)?;
+    let OpenedStore {
+        mut store, found, ..
+    } = PayloadStore::open(&dir.join(PAYLOAD_STORE), 0, u64::MAX)?;
+    let present: std::collections::HashSet<Vec<u8>> =
+        found.iter().map(|f| payload_key(f.seq, &f.name)).collect();
+    // (seq, name, stored_at, salt, payload)
+    type Old = (u64, String, u64, [u8; 32], Vec<u8>);
+    let mut chunk: Vec<Old> = Vec::new();
+    let (mut chunk_bytes, mut moved, mut unmoved) = (0, 0, 0);
+    let mut entries = old.iter();
+    loop {
+        let next = entries.next().transpose().map_err(sled_err)?;
+        if let Some((k, v)) = &next {
+            let seq = k
+                .get(..8)
+                .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()));
+            let name = k.get(8..).map(|n| String::from_utf8_lossy(n).into_owned());
+            match (seq, name) {
+                _ if present.contains(&k[..]) => {}
+                (Some(seq), Some(name))
+                    if (1..=255).contains(&name.len())
+                        && v.len() >= 40
+                        && v.len() - 8 <= MAX_PAYLOAD_BYTES =>
+                {
+                    let stored_at = u64::from_be_bytes(v[..8].try_into().unwrap_or_default());
+                    let salt: [u8; 32] = v[8..40].try_into().unwrap_or_default();
+                    chunk_bytes += v.len();
+                    chunk.push((seq, name, stored_at, salt, v[40..].to_vec()));
+                }
+                _ => unmoved += 1,
+            }
+        }
+        if !chunk.is_empty() && (next.is_none() || chunk_bytes >= MAX_GROUP_BYTES / 2) {
+            let new: Vec<NewPayload> = chunk
+                .iter()
+                .map(|(seq, name, stored_at, salt, bytes)| NewPayload {
+                    seq: *seq,
+                    name,
+                    stored_at: *stored_at,
+                    salt,
+                    bytes,
+                })
+                .collect();
+            store.append(&new)?;
+            moved += new.len() as u64;
+            chunk.clear();
+            chunk_bytes = 0;
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+    drop((old, db));
+    recovery.migrated_payloads = moved;
+    if unmoved > 0 {
+        let aside = dir.join(format!("{INDEX_DIR}.unmoved-payloads-{}", unix_now()));
+        std::fs::rename(&index_path, &aside).map_err(|e| Error::io(&index_path, e))?;
+        recovery.unmoved_payloads = Some((aside, unmoved));
+    } else {
+        std::fs::remove_dir_all(&index_path).map_err(|e| Error::io(&index_path, e))?;
+    }
+    crate::journal::sync_parent(&index_path)
 }
 
 /// Checks that the log's genesis record publishes exactly `public`.
@@ -1124,40 +1346,6 @@ fn payload_key(seq: u64, name: &str) -> Vec<u8> {
     k
 }
 
-/// Payload values: stored-at (unix seconds, u64 BE) ‖ salt ‖ bytes.
-fn encode_payload(salt: &[u8; 32], bytes: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(40 + bytes.len());
-    v.extend_from_slice(&unix_now().to_be_bytes());
-    v.extend_from_slice(salt);
-    v.extend_from_slice(bytes);
-    v
-}
-
-fn decode_payload(v: &[u8]) -> (u64, [u8; 32], &[u8]) {
-    if v.len() < 40 {
-        return (0, [0; 32], &[]);
-    }
-    (
-        u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
-        v[8..40].try_into().unwrap_or_default(),
-        &v[40..],
-    )
-}
-
-/// sled's `flush` does not survive power loss (it uses `sync_file_range`);
-/// follow it with an fsync of the database file.
-fn durable_index_flush(db: &sled::Db, dir: &Path) -> Result<()> {
-    let path = dir.join(INDEX_DIR);
-    db.flush().map_err(|source| Error::Index {
-        path: path.clone(),
-        source,
-    })?;
-    let f = path.join("db");
-    std::fs::File::open(&f)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(&f, e))
-}
-
 impl Shared {
     /// The contiguous group at the log's end, if its first entry is queued.
     fn next_group(&self, q: &mut Queue) -> Option<Vec<(u64, Slot)>> {
@@ -1172,7 +1360,8 @@ impl Shared {
             let Some(slot) = q.slots.remove(&seq) else {
                 break;
             };
-            bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0);
+            bytes += slot.sealed.as_ref().map(Vec::len).unwrap_or(0)
+                + slot.payloads.iter().map(|(_, _, b)| b.len()).sum::<usize>();
             let failed = slot.sealed.is_err();
             group.push((seq, slot));
             seq += 1;
@@ -1266,37 +1455,40 @@ impl Shared {
             path: self.dir.join(INDEX_DIR),
             source,
         };
-        // Payloads go to the index and the records to the journal, both
-        // durably and in parallel (two devices flushes overlap), before any
-        // acknowledgement: an acknowledged record never lacks its payloads.
-        // A crash between the two can leave an unacknowledged record without
-        // them (as if erased) or payloads past the log's end (removed on
-        // reopen).
-        let with_payloads = self.config.payload_policy != PayloadPolicy::HashOnly
-            && group.iter().any(|(_, sl)| !sl.payloads.is_empty());
-        if with_payloads {
-            for (seq, slot) in group {
-                for (name, salt, bytes) in &slot.payloads {
-                    self.payloads
-                        .insert(payload_key(*seq, name), encode_payload(salt, bytes))
-                        .map_err(sled_err)?;
-                }
-            }
-        }
+        // Payloads go to the payload store and the records to the journal,
+        // both durably and in parallel (two device flushes overlap), before
+        // any acknowledgement: an acknowledged record never lacks its
+        // payloads. A crash between the two can leave an unacknowledged
+        // record without them (read as erased) or payloads past the log's
+        // end (cut on reopen).
+        let stored_at = unix_now();
+        let payloads: Vec<NewPayload> = group
+            .iter()
+            .flat_map(|(seq, slot)| {
+                slot.payloads.iter().map(|(name, salt, bytes)| NewPayload {
+                    seq: *seq,
+                    name,
+                    stored_at,
+                    salt,
+                    bytes,
+                })
+            })
+            .collect();
         let entries: Vec<&[u8]> = group
             .iter()
             .filter_map(|(_, sl)| sl.sealed.as_deref().ok())
             .collect();
-        let offsets = std::thread::scope(|scope| {
-            let flush =
-                with_payloads.then(|| scope.spawn(|| durable_index_flush(&self.db, &self.dir)));
+        let (offsets, locations) = std::thread::scope(|scope| {
+            let stored = (!payloads.is_empty())
+                .then(|| scope.spawn(|| lock(&self.payloads).append(&payloads)));
             let offsets = journal.append(&entries);
-            if let Some(flush) = flush {
-                flush
+            let locations = match stored {
+                None => Ok(Vec::new()),
+                Some(h) => h
                     .join()
-                    .unwrap_or_else(|_| Err(Error::Invalid("the payload flush panicked".into())))?;
-            }
-            offsets
+                    .unwrap_or_else(|_| Err(Error::Invalid("the payload write panicked".into()))),
+            };
+            Ok::<_, Error>((offsets?, locations?))
         })?;
         // Durable now. Index and extend the tree in one atomic sled batch.
         let mut st = lock(&self.state);
@@ -1322,10 +1514,19 @@ impl Shared {
             });
             st.tip = slot.hash;
         }
+        let mut payload_batch = sled::Batch::default();
+        for (p, loc) in payloads.iter().zip(locations) {
+            payload_batch.insert(payload_key(p.seq, p.name), &loc.encode()[..]);
+        }
         st.size += group.len() as u64;
-        if let Err(e) = self.index.apply_batch(batch) {
-            // The records are durable (the journal is the truth) and are
-            // acknowledged; the index is rebuilt from the journal on reopen.
+        let indexed = self
+            .index
+            .apply_batch(batch)
+            .and_then(|_| self.payload_index.apply_batch(payload_batch));
+        if let Err(e) = indexed {
+            // The records and payloads are durable (the journal and the store
+            // are the truth) and are acknowledged; the index is rebuilt from
+            // them on reopen.
             st.poisoned = Some(format!(
                 "index update failed, reopen the ledger: {}",
                 sled_err(e)

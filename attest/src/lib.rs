@@ -27,6 +27,7 @@ pub mod ledger_files;
 pub mod merkle;
 pub mod note;
 pub mod payload;
+pub mod payload_store;
 pub mod proof;
 pub mod record;
 pub mod secure_mem;

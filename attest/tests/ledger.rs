@@ -192,6 +192,169 @@ fn payloads_are_committed_disclosable_and_erasable() {
     );
 }
 
+/// Every byte of every file under `dir`.
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_bytes(&p));
+        } else {
+            out.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn payloads_outlive_the_index_and_erasure_leaves_no_copy_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LedgerConfig::default();
+    let secret = b"patient 4711: the diagnosis is confidential".to_vec();
+    // Large enough that sled would have kept it in a blob file of its own.
+    let large: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (small, big) = {
+        let l = new_ledger(dir.path(), cfg.clone());
+        let mut d = draft(1);
+        d.payloads = vec![("prompt".into(), secret.clone())];
+        let small = l.append(d).unwrap();
+        let mut d = draft(2);
+        d.payloads = vec![("output".into(), large.clone())];
+        (small, l.append(d).unwrap())
+    };
+    // The index is derived data: without it the payloads are still there.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let l = reopen(dir.path(), cfg.clone());
+    assert_eq!(l.recovery().reindexed_payloads, 2);
+    assert_eq!(l.payload(small.seq, "prompt").unwrap().unwrap().1, secret);
+    assert_eq!(l.payload(big.seq, "output").unwrap().unwrap().1, large);
+
+    assert_eq!(l.erase_payloads(small.seq, small.seq + 1).unwrap(), 1);
+    assert_eq!(l.erase_payloads(small.seq, small.seq + 1).unwrap(), 0);
+    assert!(l.payload(small.seq, "prompt").unwrap().is_none());
+    assert!(l.payload(big.seq, "output").unwrap().is_some());
+    drop(l);
+    assert!(
+        !contains(&all_bytes(dir.path()), b"the diagnosis is confidential"),
+        "an erased payload has no copy left in the ledger directory"
+    );
+    // Erased stays erased when the index is rebuilt from the store.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let l = reopen(dir.path(), cfg);
+    assert!(l.payload(small.seq, "prompt").unwrap().is_none());
+    assert_eq!(l.payload(big.seq, "output").unwrap().unwrap().1, large);
+    drop(l);
+    assert!(verify_dir(dir.path()).ok());
+}
+
+#[test]
+fn a_record_whose_payloads_are_too_large_is_refused_before_it_is_numbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = new_ledger(dir.path(), LedgerConfig::default());
+    let mut d = draft(1);
+    d.payloads = vec![(
+        "prompt".into(),
+        vec![b'x'; cairn_attest::payload_store::MAX_PAYLOAD_BYTES],
+    )];
+    assert!(matches!(l.append(d), Err(Error::TooLarge { .. })));
+    assert_eq!(
+        l.append(draft(2)).unwrap().seq,
+        1,
+        "no sequence number lost"
+    );
+}
+
+#[test]
+fn payloads_an_older_ledger_kept_in_its_index_are_moved_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LedgerConfig::default();
+    {
+        let l = new_ledger(dir.path(), cfg.clone());
+        for i in 0..3 {
+            l.append(draft(i)).unwrap();
+        }
+    }
+    // As versions before the payload store wrote them: a sled tree
+    // `payloads`, key u64be(seq) ‖ name, value u64be(stored_at) ‖ salt ‖ bytes.
+    {
+        let db = sled::open(dir.path().join("index")).unwrap();
+        let old = db.open_tree("payloads").unwrap();
+        for (seq, name, text) in [
+            (1u64, "prompt", "an old question"),
+            (2, "output", "an old answer"),
+            (9, "prompt", "past the log's end"),
+        ] {
+            let mut k = seq.to_be_bytes().to_vec();
+            k.extend_from_slice(name.as_bytes());
+            let mut v = 1_600_000_000u64.to_be_bytes().to_vec();
+            v.extend_from_slice(&[seq as u8; 32]);
+            v.extend_from_slice(text.as_bytes());
+            old.insert(k, v).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let l = reopen(dir.path(), cfg.clone());
+    let r = l.recovery();
+    assert_eq!((r.migrated_payloads, r.unmoved_payloads.clone()), (3, None));
+    assert!(
+        r.torn_payloads
+            .as_ref()
+            .unwrap()
+            .why
+            .contains("past the log's end"),
+        "{r:?}"
+    );
+    assert_eq!(
+        l.payload(1, "prompt").unwrap().unwrap(),
+        ([1; 32], b"an old question".to_vec())
+    );
+    assert_eq!(l.payload(2, "output").unwrap().unwrap().1, b"an old answer");
+    assert!(l.payload(9, "prompt").unwrap().is_none());
+    assert_eq!(l.size(), 4, "the index was rebuilt from the journal");
+    drop(l);
+    let l = reopen(
+        dir.path(),
+        LedgerConfig {
+            payload_policy: PayloadPolicy::EraseAfterDays(365),
+            ..cfg
+        },
+    );
+    assert_eq!(l.recovery().migrated_payloads, 0, "moved once");
+    assert_eq!(
+        l.erase_expired_payloads().unwrap(),
+        2,
+        "they keep the time they were stored"
+    );
+    drop(l);
+    assert!(
+        !contains(&all_bytes(dir.path()), b"an old question"),
+        "the old index, which held the text, is gone"
+    );
+
+    // A payload the store cannot take (an empty name) stays in the old
+    // index, which is kept aside.
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_ledger(dir.path(), cfg.clone()));
+    {
+        let db = sled::open(dir.path().join("index")).unwrap();
+        let mut v = 1_600_000_000u64.to_be_bytes().to_vec();
+        v.extend_from_slice(&[0; 32]);
+        db.open_tree("payloads")
+            .unwrap()
+            .insert(0u64.to_be_bytes(), v)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let l = reopen(dir.path(), cfg);
+    let (aside, n) = l.recovery().unmoved_payloads.clone().unwrap();
+    assert_eq!(n, 1);
+    assert!(aside.join("db").exists());
+}
+
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -447,7 +447,7 @@ pub struct AccessConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// The largest request body accepted (413 above).
+    /// The largest request body accepted (413 above; 1 KiB to 8 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// Requests allowed to wait for the model (429 above).
@@ -573,9 +573,12 @@ impl Config {
                 );
             }
         }
-        if self.limits.max_body_bytes < 1024 {
+        // A request's payload (its messages or prompt) is stored whole with
+        // its record; the store takes at most MAX_PAYLOAD_BYTES per record.
+        let most = cairn_attest::payload_store::MAX_PAYLOAD_BYTES / 2;
+        if !(1024..=most).contains(&self.limits.max_body_bytes) {
             bail!(
-                "limits.max_body_bytes = {} is too small (at least 1024)",
+                "limits.max_body_bytes = {} is out of range (1024 to {most}: a request's payload is stored with its record)",
                 self.limits.max_body_bytes
             );
         }

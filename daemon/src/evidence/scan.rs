@@ -320,10 +320,12 @@ impl Scan<'_> {
             }
             let rec = &b["recovered"];
             let torn = rec["torn_tail_bytes"].as_u64();
-            if torn.is_some() || rec["index_rebuilt"] == true {
+            let torn_payloads = rec["torn_payload_bytes"].as_u64();
+            if torn.is_some() || torn_payloads.is_some() || rec["index_rebuilt"] == true {
                 self.fail(r, "recovery", format!(
-                    "opening the ledger repaired it: {} torn bytes of an unacknowledged write cut off, index rebuilt: {}",
+                    "opening the ledger repaired it: {} torn bytes of an unacknowledged write cut off, {} bytes of unacknowledged payloads cut off, index rebuilt: {}",
                     torn.unwrap_or(0),
+                    torn_payloads.unwrap_or(0),
                     rec["index_rebuilt"] == true
                 ));
             }

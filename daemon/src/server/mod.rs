@@ -267,6 +267,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 "reindexed": recovery.reindexed,
                 "torn_tail_bytes": recovery.torn_records.as_ref().map(|t| t.bytes),
                 "index_rebuilt": recovery.index_rebuilt.is_some(),
+                "reindexed_payloads": recovery.reindexed_payloads,
+                "torn_payload_bytes": recovery.torn_payloads.as_ref().map(|t| t.bytes),
+                "migrated_payloads": recovery.migrated_payloads,
+                "unmoved_payloads": recovery.unmoved_payloads.as_ref().map(|(aside, n)| {
+                    serde_json::json!({"count": n, "old_index": aside.display().to_string()})
+                }),
             },
         }),
     ))
