@@ -7,6 +7,7 @@ pub mod cairnd_cli;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cpu;
 pub mod emulated_hw;
 pub mod evidence;
 pub mod hsm;

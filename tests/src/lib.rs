@@ -7,7 +7,7 @@ pub mod swtpm;
 
 /// The path of a binary built from this workspace (`cairn`, `cairnd`, …),
 /// next to the test executable's directory.
-fn workspace_bin(name: &str) -> PathBuf {
+pub fn workspace_bin(name: &str) -> PathBuf {
     let mut p = std::env::current_exe().expect("test executable path");
     p.pop();
     if p.ends_with("deps") {

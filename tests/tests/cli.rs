@@ -337,3 +337,39 @@ fn models_generate_writes_loadable_models_in_real_formats() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Both binaries are built for x86-64-v2 (`.cargo/config.toml`). On a CPU
+/// without it (qemu's `qemu64` model: no SSSE3, SSE4 or POPCNT) they exit
+/// with status 2 and name what is missing, before doing anything, rather
+/// than die of an illegal instruction mid-request.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_cpu_without_the_builds_extensions_is_refused_by_name() {
+    if std::env::var_os("CAIRN_TEST_RUNNER").is_some() {
+        return; // already emulated
+    }
+    for bin in ["cairn", "cairnd"] {
+        let out = std::process::Command::new("qemu-x86_64-static")
+            .args(["-cpu", "qemu64"])
+            .arg(cairn_tests::workspace_bin(bin))
+            .arg("--version")
+            .output()
+            .expect("qemu-x86_64-static (Debian: qemu-user-static; tests/run installs it)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bin}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "{bin}: error: this CPU lacks popcnt, ssse3, sse4.1, sse4.2, which this build"
+            )),
+            "{bin}: {stderr}"
+        );
+        // The same binary on a CPU that has them.
+        let out = std::process::Command::new("qemu-x86_64-static")
+            .args(["-cpu", "Nehalem"])
+            .arg(cairn_tests::workspace_bin(bin))
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{bin} on Nehalem: {out:?}");
+    }
+}

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use cairn_tests::{cairn, cairn_ok, ledger_records, scaled, workspace_command, Daemon};
 
 /// A running emulator, killed (unplugged) on drop.
-struct Emulator(Child);
+/// A running `cairn-hsm-emu` and the link to its pty.
+struct Emulator(Child, PathBuf);
 
 impl Emulator {
     /// Starts `cairn-hsm-emu --state STATE --link LINK EXTRA…` and waits
@@ -32,7 +33,7 @@ impl Emulator {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn cairn-hsm-emu");
-        let mut emu = Emulator(child);
+        let mut emu = Emulator(child, link.to_path_buf());
         wait_for("the emulator's pty", || {
             assert!(emu.0.try_wait().unwrap().is_none(), "cairn-hsm-emu exited");
             served.exists()
@@ -40,10 +41,14 @@ impl Emulator {
         emu
     }
 
-    /// Unplugs the device: SIGKILL closes the pty's master side.
+    /// Unplugs the device: SIGKILL closes the pty's master side, and its
+    /// link goes, as udev removes an unplugged device's node and links (a
+    /// link left behind could name another test's new pty of the same
+    /// number).
     fn unplug(mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_file(&self.1);
     }
 }
 

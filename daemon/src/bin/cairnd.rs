@@ -10,6 +10,7 @@ use cairn_daemon::server::{run, RunOptions};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    cairn_daemon::cpu::require(c"cairnd");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -205,6 +205,7 @@ pub fn command() -> clap::Command {
 
 /// Runs the CLI and maps outcomes to exit codes.
 pub fn main() -> ExitCode {
+    crate::cpu::require(c"cairn");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify {
