@@ -889,24 +889,35 @@ impl Ledger {
     /// are overwritten in the payload store; the chain is untouched.
     /// Returns how many payloads were erased.
     pub fn erase_payloads(&self, from: u64, to: u64) -> Result<u64> {
-        self.erase_where(|seq, _| seq >= from && seq < to)
+        self.erase_where(|seq, _| seq >= from && seq < to, |_| Ok(()))
     }
 
-    /// Applies [`PayloadPolicy::EraseAfterDays`]: erases payloads stored
-    /// longer ago than the policy allows. Returns how many were erased.
-    pub fn erase_expired_payloads(&self) -> Result<u64> {
+    /// Applies [`PayloadPolicy::EraseAfterDays`]: finds the payloads stored
+    /// longer ago than the policy allows and, when there are any, calls
+    /// `before(count, stored_before)` (unix seconds) first, where the caller
+    /// records the erasure; erases them only if it returns `Ok`. Returns
+    /// how many were erased.
+    pub fn erase_expired_payloads(
+        &self,
+        before: impl FnOnce(u64, u64) -> Result<()>,
+    ) -> Result<u64> {
         let PayloadPolicy::EraseAfterDays(days) = self.shared.config.payload_policy else {
             return Ok(0);
         };
         let cutoff = unix_now().saturating_sub(u64::from(days) * 86_400);
-        self.erase_where(|_, loc| loc.stored_at < cutoff)
+        self.erase_where(|_, loc| loc.stored_at < cutoff, |n| before(n, cutoff))
     }
 
     /// Erases the payloads for which `pred(seq, location)` holds and that
-    /// are not erased yet, a thousand at a time (appends wait for the store
+    /// are not erased yet, once `before(count)` allowed it (not called when
+    /// there are none), a thousand at a time (appends wait for the store
     /// meanwhile): durably in the store first, then in the index (were the
     /// index to miss the second step, the zeros read as erased).
-    fn erase_where(&self, pred: impl Fn(u64, &PayloadLocation) -> bool) -> Result<u64> {
+    fn erase_where(
+        &self,
+        pred: impl Fn(u64, &PayloadLocation) -> bool,
+        before: impl FnOnce(u64) -> Result<()>,
+    ) -> Result<u64> {
         let s = &self.shared;
         let path = s.dir.join(PAYLOAD_STORE);
         let mut chosen = Vec::new();
@@ -926,6 +937,10 @@ impl Ledger {
                 ));
             }
         }
+        if chosen.is_empty() {
+            return Ok(0);
+        }
+        before(chosen.len() as u64)?;
         for part in chosen.chunks(1000) {
             let named: Vec<(u64, &str, PayloadLocation)> = part
                 .iter()

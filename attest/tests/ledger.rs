@@ -325,7 +325,7 @@ fn payloads_an_older_ledger_kept_in_its_index_are_moved_to_the_store() {
     );
     assert_eq!(l.recovery().migrated_payloads, 0, "moved once");
     assert_eq!(
-        l.erase_expired_payloads().unwrap(),
+        l.erase_expired_payloads(|_, _| Ok(())).unwrap(),
         2,
         "they keep the time they were stored"
     );
@@ -526,8 +526,24 @@ fn payload_policies_hash_only_and_erase_after_days() {
     let r = l.append(with_payload(1)).unwrap();
     assert!(l.payload(r.seq, "output").unwrap().is_some());
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert_eq!(l.erase_expired_payloads().unwrap(), 1);
+    let refused = l.erase_expired_payloads(|n, _| {
+        assert_eq!(n, 1);
+        Err(Error::Invalid(
+            "the record of the erasure was refused".into(),
+        ))
+    });
+    assert!(refused.is_err());
+    assert!(
+        l.payload(r.seq, "output").unwrap().is_some(),
+        "nothing is erased when the erasure cannot be recorded"
+    );
+    assert_eq!(l.erase_expired_payloads(|_, _| Ok(())).unwrap(), 1);
     assert!(l.payload(r.seq, "output").unwrap().is_none());
+    assert_eq!(
+        l.erase_expired_payloads(|_, _| panic!("nothing left to announce"))
+            .unwrap(),
+        0
+    );
 }
 
 /// A hook that numbers checkpoints like the daemon's TPM counter: the next

@@ -351,3 +351,72 @@ fn sigkill_during_requests_loses_no_acknowledged_record() {
     let (code, out) = cairn_verify(&state, &[]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Every byte of every file under `dir`.
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_bytes(&p));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.extend(bytes); // (the socket cannot be read)
+        }
+    }
+    out
+}
+
+/// Under `ledger.payloads = "erase-after-days"` cairnd erases what is due
+/// at start (then hourly), recording `ledger.payloads_erased` first: the
+/// prompt's text is gone from the state directory and the log verifies.
+#[test]
+fn payloads_past_their_retention_are_erased_on_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let canary = "retention canary 4711, a prompt that must not outlive its days";
+    let held = |state: &std::path::Path| {
+        all_bytes(state)
+            .windows(canary.len())
+            .any(|w| w == canary.as_bytes())
+    };
+    let d = Daemon::start(&state, &["--demo"]);
+    let r = chat(&d, &chat_body(canary, 4, false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(d.stop().success());
+    assert!(held(&state), "stored while the policy keeps payloads");
+
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // 0 days: older than now
+    let cfg = dir.path().join("cairnd.toml");
+    std::fs::write(
+        &cfg,
+        format!("state_dir = {state:?}\n[ledger]\npayloads = \"erase-after-days\"\nerase_after_days = 0\n"),
+    )
+    .unwrap();
+    let d = Daemon::start_with_config(&cfg, &state);
+    let deadline =
+        std::time::Instant::now() + cairn_tests::scaled(std::time::Duration::from_secs(20));
+    while !records(&state)
+        .iter()
+        .any(|r| r.kind == "ledger.payloads_erased")
+    {
+        assert!(std::time::Instant::now() < deadline, "no erasure recorded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(d.stop().success());
+    let all = records(&state);
+    let erased = all
+        .iter()
+        .find(|r| r.kind == "ledger.payloads_erased")
+        .unwrap();
+    assert_eq!(erased.body["erase_after_days"], 0);
+    assert!(
+        erased.body["payloads"].as_u64().unwrap() >= 2,
+        "the chat's messages and output: {}",
+        erased.body
+    );
+    assert!(
+        !held(&state),
+        "erased from every file of the state directory"
+    );
+    assert_eq!(cairn_verify(&state, &[]).0, 0);
+}

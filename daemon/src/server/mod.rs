@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod models;
 mod openai;
 pub mod records;
+mod retention;
 mod review;
 pub mod siem;
 mod tpm_start;
@@ -371,6 +372,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         stop_rx.clone(),
     );
 
+    let retention = retention::spawn(gate.clone(), config.payload_policy()?, stop_rx.clone());
+
     let siem = siem::Forwarder::start(&ledger, &config.siem, &config.state_dir)
         .context("cannot start forwarding to the SIEM")?;
 
@@ -384,6 +387,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     if let Some(exports) = exports {
         let _ = exports.await;
+    }
+    if let Some(retention) = retention {
+        let _ = retention.await;
     }
     let _ = gate
         .pass(RecordDraft::new(
