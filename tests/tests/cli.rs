@@ -373,3 +373,34 @@ fn a_cpu_without_the_builds_extensions_is_refused_by_name() {
         assert!(out.status.success(), "{bin} on Nehalem: {out:?}");
     }
 }
+
+#[test]
+fn bench_gate_reports_each_round_and_all_rounds_together() {
+    let out = cairn_ok(&[
+        "bench",
+        "gate",
+        "--clients",
+        "1,2",
+        "--requests",
+        "12",
+        "--rounds",
+        "2",
+        "--gen-tokens",
+        "2",
+    ]);
+    for c in ["  1 clients", "  2 clients"] {
+        for label in ["round 1", "round 2", "all 2 rounds"] {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(&format!("{c}, {label}")))
+                .unwrap_or_else(|| panic!("no {c}, {label} line in:\n{out}"));
+            assert!(
+                line.contains("requests/s through the gate") && line.contains("p99"),
+                "{line}"
+            );
+        }
+    }
+    let bad = cairn(&["bench", "gate", "--rounds", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--rounds"));
+}

@@ -51,14 +51,18 @@ pub(super) enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         gen_tokens: usize,
         /// Keep the payloads (`store`, cairnd's default: salt and bytes
-        /// written and fsynced in the index before the record) or only
-        /// their commitments (`hash-only`).
+        /// written and fdatasync'd in the payload store with the record) or
+        /// only their commitments (`hash-only`).
         #[arg(long, default_value = "store", value_parser = ["store", "hash-only"])]
         payloads: String,
         /// Signing threads (0: one per core, cairnd's default; 1 turns off
         /// racing idle signers on a lone record).
         #[arg(long, default_value_t = 0)]
         signing_threads: usize,
+        /// Runs of each level, each on a fresh ledger; with more than one,
+        /// the percentiles of all their requests together follow.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Prompt-processing and decode tokens/s of a model file, to compare
     /// with llama.cpp's `llama-bench -p 128 -n 64 -t N` on the same file.
@@ -98,11 +102,15 @@ pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             gen_tokens,
             payloads,
             signing_threads,
+            rounds,
         } => super::bench_gate::run(
             model,
             &clients,
-            requests,
-            gen_tokens,
+            super::bench_gate::Load {
+                requests,
+                rounds,
+                gen_tokens,
+            },
             payloads == "store",
             signing_threads,
         ),

@@ -19,17 +19,31 @@ use crate::server::metrics::Metrics;
 use crate::server::models::Model;
 use crate::server::{records, Gate};
 
+/// How much each level does.
+pub(super) struct Load {
+    /// Requests per run of a level.
+    pub requests: u64,
+    /// Runs of each level.
+    pub rounds: usize,
+    /// Tokens in the reference generation.
+    pub gen_tokens: usize,
+}
+
 /// Runs the benchmark; see [`super::bench::BenchCommand::Gate`].
 pub(super) fn run(
     model: Option<PathBuf>,
     clients: &[usize],
-    requests: u64,
-    gen_tokens: usize,
+    load: Load,
     store_payloads: bool,
     signing_threads: usize,
 ) -> anyhow::Result<ExitCode> {
-    if requests == 0 || clients.contains(&0) || gen_tokens == 0 {
-        bail!("--requests, --clients and --gen-tokens must be at least 1");
+    let Load {
+        requests,
+        rounds,
+        gen_tokens,
+    } = load;
+    if requests == 0 || clients.contains(&0) || gen_tokens == 0 || rounds == 0 {
+        bail!("--requests, --clients, --gen-tokens and --rounds must be at least 1");
     }
     let tmp = tempfile::tempdir()?;
     let model_path = match model {
@@ -81,31 +95,52 @@ pub(super) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    for &c in clients {
-        let dir = tmp.path().join(format!("ledger-{c}"));
-        let keys = Keyring::create(
-            &crate::cli::keys::keys_dir(&dir),
-            &crate::cli::keys::default_origin(),
-        )?;
-        let ledger = Arc::new(Ledger::open(&dir, keys, config.clone())?);
-        let gate = Gate::new(ledger.clone(), Arc::new(Metrics::default()));
-        let (wall, mut lat) = rt.block_on(level(&gate, &model, &generation, c, requests))?;
-        drop(gate);
-        if let Some(ledger) = Arc::into_inner(ledger) {
-            drop(ledger);
-        }
+    let report = |label: String, wall: Duration, lat: &mut Vec<Duration>| {
         lat.sort_unstable();
         let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
         let (p50, p99) = (pct(0.5), pct(0.99));
         let share = |d: Duration| d.as_secs_f64() / gen_time.as_secs_f64() * 100.0;
         println!(
-            "{c:>3} clients   {:>9.0} requests/s through the gate   p50 {:>6.2} ms  p99 {:>6.2} ms   = {:.3}% / {:.3}% of the generation",
-            requests as f64 / wall.as_secs_f64(),
+            "{label}   {:>9.0} requests/s through the gate   p50 {:>6.2} ms  p99 {:>6.2} ms   = {:.3}% / {:.3}% of the generation",
+            lat.len() as f64 / wall.as_secs_f64(),
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
             share(p50),
             share(p99),
         );
+    };
+    for &c in clients {
+        let (mut all, mut all_wall) = (Vec::new(), Duration::ZERO);
+        for round in 0..rounds {
+            let dir = tmp.path().join(format!("ledger-{c}-{round}"));
+            let keys = Keyring::create(
+                &crate::cli::keys::keys_dir(&dir),
+                &crate::cli::keys::default_origin(),
+            )?;
+            let ledger = Arc::new(Ledger::open(&dir, keys, config.clone())?);
+            let gate = Gate::new(ledger.clone(), Arc::new(Metrics::default()));
+            let (wall, mut lat) = rt.block_on(level(&gate, &model, &generation, c, requests))?;
+            drop(gate);
+            if let Some(ledger) = Arc::into_inner(ledger) {
+                drop(ledger);
+            }
+            std::fs::remove_dir_all(&dir)?;
+            let label = if rounds > 1 {
+                format!("{c:>3} clients, round {}", round + 1)
+            } else {
+                format!("{c:>3} clients")
+            };
+            report(label, wall, &mut lat);
+            all.extend(lat);
+            all_wall += wall;
+        }
+        if rounds > 1 {
+            report(
+                format!("{c:>3} clients, all {rounds} rounds"),
+                all_wall,
+                &mut all,
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
