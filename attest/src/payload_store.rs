@@ -452,13 +452,7 @@ impl PayloadStore {
         if loc.state == BodyState::Erased {
             return Ok(None);
         }
-        let damaged = |why: &str| Error::Corrupt {
-            path: self.path.clone(),
-            why: format!(
-                "payload {name:?} of record {seq} at offset {}: {why}",
-                loc.offset
-            ),
-        };
+        let damaged = |why: &str| self.corrupt(seq, name, loc, why);
         if loc.end() > self.len {
             return Err(damaged("beyond the end of the store"));
         }
@@ -518,13 +512,7 @@ impl PayloadStore {
     /// Checks that the frame at `loc` holds the header of payload `name` of
     /// record `seq`, with the lengths `loc` gives.
     fn check_header(&self, seq: u64, name: &str, loc: &Location) -> Result<()> {
-        let wrong = |why: &str| Error::Corrupt {
-            path: self.path.clone(),
-            why: format!(
-                "payload {name:?} of record {seq} at offset {}: {why}",
-                loc.offset
-            ),
-        };
+        let wrong = |why: &str| self.corrupt(seq, name, loc, why);
         if loc.end() > self.len {
             return Err(wrong("beyond the end of the store"));
         }
@@ -542,6 +530,17 @@ impl PayloadStore {
             Ok(())
         } else {
             Err(wrong("the frame there is not this payload's"))
+        }
+    }
+
+    /// What is wrong with payload `name` of record `seq` at `loc`.
+    fn corrupt(&self, seq: u64, name: &str, loc: &Location, why: &str) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            why: format!(
+                "payload {name:?} of record {seq} at offset {}: {why}",
+                loc.offset
+            ),
         }
     }
 
