@@ -355,8 +355,7 @@ impl Ledger {
         crate::keyring::create_private_dir(dir)?;
         let index_path = dir.join(INDEX_DIR);
         let mut recovery = Recovery::default();
-        migrate_old_payloads(dir, &mut recovery)?;
-        let (db, index, payload_index) = match open_index(&index_path) {
+        let opened = match open_index(&index_path) {
             Ok(trees) => trees,
             Err(e) => {
                 // The index is derived state: move it aside and rebuild it
@@ -366,6 +365,15 @@ impl Ledger {
                 recovery.index_rebuilt = Some((aside, e.to_string()));
                 open_index(&index_path)?
             }
+        };
+        let (db, index, payload_index) = if has_old_payloads(&opened.0) {
+            // The old index goes: no handle on it may stay open.
+            let (db, index, payload_index) = opened;
+            drop((index, payload_index));
+            migrate_old_payloads(dir, db, &mut recovery)?;
+            open_index(&index_path)?
+        } else {
+            opened
         };
         let sled_err = |source| Error::Index {
             path: index_path.clone(),
@@ -1228,35 +1236,29 @@ fn open_payloads(
     Ok(store)
 }
 
-/// Moves the payloads an older ledger kept in its index database (tree
-/// `payloads`: key `u64be(seq) ‖ name`, value `u64be(stored_at) ‖ salt ‖
-/// payload`) into the payload store, in sequence order, a few megabytes
-/// per write, before the ledger is opened. Then the old index goes (it is
-/// rebuilt from the journals and the store), so that no copy of a payload
-/// outlives its erasure in sled's files; it is kept, moved aside, if some
-/// payload could not be moved. An interrupted move resumes: payloads
-/// already in the store are skipped. Payloads of records past the log's
-/// end are cut when the store is opened.
-fn migrate_old_payloads(dir: &Path, recovery: &mut Recovery) -> Result<()> {
+/// Whether the index database holds payloads the way ledgers did before
+/// the payload store.
+fn has_old_payloads(db: &sled::Db) -> bool {
+    db.tree_names()
+        .iter()
+        .any(|n| n.as_ref() == OLD_PAYLOAD_TREE.as_bytes())
+}
+
+/// Moves the payloads an older ledger kept in its index database `db`
+/// (tree `payloads`: key `u64be(seq) ‖ name`, value `u64be(stored_at) ‖
+/// salt ‖ payload`) into the payload store, in sequence order, a few
+/// megabytes per write. Then the old index goes (the caller reopens it
+/// empty, and it is rebuilt from the journals and the store), so that no
+/// copy of a payload outlives its erasure in sled's files; it is kept,
+/// moved aside, if some payload could not be moved. An interrupted move
+/// resumes: payloads already in the store are skipped. Payloads of
+/// records past the log's end are cut when the store is opened.
+fn migrate_old_payloads(dir: &Path, db: sled::Db, recovery: &mut Recovery) -> Result<()> {
     let index_path = dir.join(INDEX_DIR);
-    if !index_path.exists() {
-        return Ok(());
-    }
-    // An index sled cannot open is dealt with (rebuilt) by the open.
-    let Ok((db, _, _)) = open_index(&index_path) else {
-        return Ok(());
-    };
     let sled_err = |source| Error::Index {
         path: index_path.clone(),
         source,
     };
-    let has_old = db
-        .tree_names()
-        .iter()
-        .any(|n| n.as_ref() == OLD_PAYLOAD_TREE.as_bytes());
-    if !has_old {
-        return Ok(());
-    }
     let old = db.open_tree(OLD_PAYLOAD_TREE).map_err(sled_err)?;
     let OpenedStore {
         mut store, found, ..
