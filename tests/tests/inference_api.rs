@@ -420,3 +420,86 @@ fn payloads_past_their_retention_are_erased_on_record() {
     );
     assert_eq!(cairn_verify(&state, &[]).0, 0);
 }
+
+/// An administrator discloses a request's messages: `cairn disclose`
+/// writes them with the record's proof, the daemon records the disclosure,
+/// and `cairn verify` checks the file offline; an altered text fails, and
+/// a payload that is not kept is refused.
+#[test]
+fn a_disclosed_payload_is_recorded_and_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let d = Daemon::start(&state, &["--demo"]);
+    let r = chat(&d, &chat_body("disclose me: 2718", 4, false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let (req, res) = (
+        v["cairn"]["request"]["seq"].as_u64().unwrap(),
+        v["cairn"]["result"]["seq"].as_u64().unwrap(),
+    );
+    let file = dir.path().join("d.json");
+    let at = ["--state-dir", state.to_str().unwrap()];
+    let seq = req.to_string();
+    let mut args = vec![
+        "disclose",
+        &seq,
+        "messages",
+        "--out",
+        file.to_str().unwrap(),
+    ];
+    args.extend(at);
+    cairn_tests::cairn_ok(&args);
+    let disclosed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        disclosed["disclosure"]["payload"]
+            .as_str()
+            .unwrap()
+            .contains("disclose me: 2718"),
+        "{disclosed}"
+    );
+    let (code, out) = cairn_verify(&file, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("OK: record {req} (inference.request")),
+        "{out}"
+    );
+
+    // The text altered, or offered as another record's: refused.
+    let mut altered = disclosed.clone();
+    altered["disclosure"]["payload"] = "disclose me: 3141".into();
+    std::fs::write(&file, altered.to_string()).unwrap();
+    let (code, out) = cairn_verify(&file, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("FAIL"), "{out}");
+    let mut moved = disclosed.clone();
+    moved["disclosure"]["seq"] = res.into();
+    std::fs::write(&file, moved.to_string()).unwrap();
+    assert_eq!(cairn_verify(&file, &[]).0, 1);
+
+    // Not kept: no such payload name, or a record that has none.
+    for (seq, name) in [(req.to_string(), "output"), ("0".to_string(), "prompt")] {
+        let mut args = vec!["disclose", &seq, name];
+        args.extend(at);
+        let out = cairn_tests::cairn(&args);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is kept"),
+            "{out:?}"
+        );
+    }
+    assert!(d.stop().success());
+    let disclosures: Vec<_> = records(&state)
+        .into_iter()
+        .filter(|r| r.kind == "payload.disclosed")
+        .collect();
+    assert_eq!(disclosures.len(), 1, "one disclosure, recorded");
+    assert_eq!(
+        disclosures[0].body,
+        serde_json::json!({"seq": req, "name": "messages"})
+    );
+    assert!(matches!(
+        disclosures[0].actor,
+        cairn_attest::Actor::Unix { .. }
+    ));
+}

@@ -5,6 +5,7 @@ mod bench;
 mod bench_gate;
 mod bench_inference;
 mod daemon_cmds;
+mod disclose;
 mod evidence;
 mod export;
 mod export_usb;
@@ -46,7 +47,8 @@ enum Command {
     /// Exit status: 0 when everything holds, 1 when something does not
     /// (the first bad record is named), 2 when the input cannot be read.
     Verify {
-        /// A ledger (state) directory, or a `.tlog-proof` file.
+        /// A ledger (state) directory, a bundle, a `.tlog-proof` file or a
+        /// disclosure file (`cairn disclose`).
         path: PathBuf,
         /// The identity key the log must have: a verifier key or its
         /// SHA-256 fingerprint (from `cairn keys show`), obtained out of band.
@@ -186,6 +188,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Disclose a kept payload (a prompt, messages or an output) of a
+    /// record to a file that also carries the record's proof; the daemon
+    /// records the disclosure (administrators only). `cairn verify FILE`
+    /// checks it offline.
+    Disclose {
+        #[command(flatten)]
+        at: daemon_cmds::DaemonAt,
+        /// The record's sequence number.
+        seq: u64,
+        /// The payload's name in the record's `commits` (`messages` or
+        /// `prompt` of a request, `output` of a result).
+        name: String,
+        /// Where to write it (default: record-SEQ-NAME.disclosure.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Manage the software keys of a ledger directory.
     Keys {
         #[command(subcommand)]
@@ -212,9 +230,20 @@ pub fn main() -> ExitCode {
             path,
             since: Some(_),
             ..
-        } if proof::looks_like_proof(&path) => Err(anyhow::anyhow!(
-            "--since applies to ledgers and bundles, not to a record proof"
-        )),
+        } if proof::looks_like_proof(&path) || disclose::looks_like_disclosure(&path) => {
+            Err(anyhow::anyhow!(
+                "--since applies to ledgers and bundles, not to a record proof or a disclosure"
+            ))
+        }
+        Command::Verify {
+            path, key, json, ..
+        } if disclose::looks_like_disclosure(&path) => {
+            if json {
+                Err(anyhow::anyhow!("--json is not available for a disclosure"))
+            } else {
+                disclose::verify(&path, key.as_deref())
+            }
+        }
         Command::Verify {
             path, key, json, ..
         } if proof::looks_like_proof(&path) => proof::verify(&path, key.as_deref(), json),
@@ -273,6 +302,7 @@ pub fn main() -> ExitCode {
             json,
         } => daemon_cmds::records(&at, from, limit, json),
         Command::Bench { command } => bench::run(command),
+        Command::Disclose { at, seq, name, out } => disclose::write(&at, seq, &name, out),
     };
     match result {
         Ok(code) => code,

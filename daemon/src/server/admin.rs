@@ -1,5 +1,6 @@
 //! Administration (`/v1/admin/…`): load, swap and unload models at run
-//! time, and record exports of the log, each through the gate. Only
+//! time, record exports of the log, and disclose kept payloads, each
+//! through the gate. Only
 //! administrators may (see [`super::identity::may_administer`]); anyone
 //! else gets 403 and an `access.denied` record.
 
@@ -400,4 +401,48 @@ pub(super) async fn record_anchor(
         .pass(RecordDraft::new("ledger.anchor", caller.0, body))
         .await?;
     Ok(recorded(&receipt))
+}
+
+/// `GET /v1/admin/payloads/{seq}/{name}`: discloses a kept payload (an
+/// administrator's act, recorded as `payload.disclosed` before the text
+/// leaves): `{"disclosure": {seq, name, salt, payload}, "proof": the
+/// record's tlog-proof, "cairn": {"record": receipt}}`. The disclosure and
+/// the proof together let anyone check, offline, that the log's record
+/// committed to this text (`cairn verify FILE`).
+pub(super) async fn disclose_payload(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((seq, name)): Path<(u64, String)>,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &caller, "/v1/admin/payloads", "disclosing a payload").await?;
+    let wanted = name.clone();
+    let kept = on_ledger(&s, move |l| l.payload(seq, &wanted)).await?;
+    let Some((salt, bytes)) = kept else {
+        return Err(ApiError::not_found(format!(
+            "no payload {name:?} of record {seq} is kept (never stored, hash-only, or erased)"
+        )));
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ApiError::internal(format!("payload {name:?} of record {seq} is not text")))?;
+    let receipt = s
+        .gate
+        .pass(RecordDraft::new(
+            "payload.disclosed",
+            caller.0,
+            serde_json::json!({"seq": seq, "name": name}),
+        ))
+        .await?;
+    let proof = on_ledger(&s, move |l| l.record_proof(seq)).await?;
+    let disclosure = cairn_attest::payload::Disclosure {
+        seq,
+        name,
+        salt: hex::encode(salt),
+        payload: text,
+    };
+    Ok(Json(serde_json::json!({
+        "disclosure": disclosure,
+        "proof": String::from_utf8_lossy(&proof.encode()),
+        "cairn": {"record": receipt},
+    }))
+    .into_response())
 }

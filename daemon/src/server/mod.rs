@@ -92,6 +92,10 @@ fn router(state: AppState) -> Router {
             "/v1/admin/models/{name}",
             axum::routing::delete(admin::remove_model),
         )
+        .route(
+            "/v1/admin/payloads/{seq}/{name}",
+            get(admin::disclose_payload),
+        )
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), access))
