@@ -203,7 +203,22 @@ impl Journal {
                     why: format!("damage at offset {good_end} ({why}) with {cut} bytes after it: too much to be a torn write; refusing to cut"),
                 });
             }
-            let saved_to = cut_tail(&file, path, good_end, &tail[(good_end - start) as usize..])?;
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let saved_to = PathBuf::from(format!("{}.torn-{good_end}-{stamp}", path.display()));
+            let bytes = &tail[(good_end - start) as usize..];
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&saved_to)
+                .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+                .map_err(|e| Error::io(&saved_to, e))?;
+            sync_parent(&saved_to)?;
+            file.set_len(good_end)
+                .and_then(|_| file.sync_all())
+                .map_err(io)?;
             torn = Some(TornTail {
                 offset: good_end,
                 bytes: cut,
@@ -309,28 +324,6 @@ fn read_entry(file: &File, path: &Path, offset: u64, len: u32) -> Result<Vec<u8>
             why: format!("frame at offset {offset} is damaged"),
         }),
     }
-}
-
-/// Saves `bytes`, the tail of the file at `path` from `offset` on, to a new
-/// file `PATH.torn-OFFSET-NANOS`, durably, then cuts the file at `offset`.
-/// Returns where the bytes were saved.
-fn cut_tail(file: &File, path: &Path, offset: u64, bytes: &[u8]) -> Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let saved_to = PathBuf::from(format!("{}.torn-{offset}-{stamp}", path.display()));
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&saved_to)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .map_err(|e| Error::io(&saved_to, e))?;
-    sync_parent(&saved_to)?;
-    file.set_len(offset)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::io(path, e))?;
-    Ok(saved_to)
 }
 
 /// fsyncs the directory holding `path`, so a new file's name is durable.

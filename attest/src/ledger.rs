@@ -47,7 +47,7 @@ use crate::keyring::{KeySet, Keyring};
 use crate::merkle::{self, Frontier, Hash, NodeSource};
 use crate::payload::{self, PayloadPolicy};
 use crate::payload_store::{
-    BodyState, CutTail, Location as PayloadLocation, NewPayload, OpenedStore, PayloadStore,
+    self, BodyState, CutTail, Location as PayloadLocation, NewPayload, OpenedStore, PayloadStore,
     MAX_PAYLOAD_BYTES,
 };
 use crate::record::{
@@ -649,29 +649,18 @@ impl Ledger {
         if let Some(why) = &lock(&s.state).poisoned {
             return reply(Err(Error::Poisoned(why.clone())));
         }
+        if let Err(e) = draft
+            .payloads
+            .iter()
+            .try_for_each(|(name, _)| payload_store::check_name(name))
+        {
+            return reply(Err(e));
+        }
         let frames: usize = draft
             .payloads
             .iter()
-            .map(|(name, bytes)| {
-                NewPayload {
-                    seq: 0,
-                    name,
-                    stored_at: 0,
-                    salt: &[0; 32],
-                    bytes,
-                }
-                .frame_len()
-            })
+            .map(|(name, bytes)| payload_store::frame_len(name, bytes.len()))
             .sum();
-        if let Some((name, _)) = draft
-            .payloads
-            .iter()
-            .find(|(name, _)| name.is_empty() || name.len() > 255)
-        {
-            return reply(Err(Error::Invalid(format!(
-                "payload name {name:?} must be 1 to 255 bytes"
-            ))));
-        }
         if frames > MAX_PAYLOAD_BYTES {
             return reply(Err(Error::TooLarge {
                 what: "a record's payloads",
@@ -1280,7 +1269,7 @@ fn migrate_old_payloads(dir: &Path, db: sled::Db, recovery: &mut Recovery) -> Re
             match (seq, name) {
                 _ if present.contains(&k[..]) => {}
                 (Some(seq), Some(name))
-                    if (1..=255).contains(&name.len())
+                    if payload_store::check_name(&name).is_ok()
                         && v.len() >= 40
                         && v.len() - 8 <= MAX_PAYLOAD_BYTES =>
                 {

@@ -60,7 +60,23 @@ pub struct NewPayload<'a> {
 impl NewPayload<'_> {
     /// The bytes its frame takes in the store.
     pub fn frame_len(&self) -> usize {
-        PREFIX + FIXED_HEADER + self.name.len() + 4 + SALT + self.bytes.len()
+        frame_len(self.name, self.bytes.len())
+    }
+}
+
+/// The bytes the frame of a payload named `name` of `len` bytes takes.
+pub fn frame_len(name: &str, len: usize) -> usize {
+    PREFIX + FIXED_HEADER + name.len() + 4 + SALT + len
+}
+
+/// Refuses a payload name the store cannot hold (1 to 255 bytes).
+pub fn check_name(name: &str) -> Result<()> {
+    if (1..=255).contains(&name.len()) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "payload name {name:?} must be 1 to 255 bytes"
+        )))
     }
 }
 
@@ -400,12 +416,7 @@ impl PayloadStore {
         let mut locations = Vec::with_capacity(payloads.len());
         let mut header = Vec::new();
         for p in payloads {
-            if p.name.is_empty() || p.name.len() > 255 {
-                return Err(Error::Invalid(format!(
-                    "payload name {:?} must be 1 to 255 bytes",
-                    p.name
-                )));
-            }
+            check_name(p.name)?;
             let body_len = SALT + p.bytes.len();
             if body_len > MAX_PAYLOAD_BYTES {
                 return Err(Error::TooLarge {
