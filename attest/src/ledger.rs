@@ -16,10 +16,12 @@
 //! threads (signing is the cost, so records are signed in parallel). The
 //! thread that finishes a signature queues the entry and, unless another
 //! thread is writing already, becomes the writer: it commits the contiguous
-//! groups it finds with one write and one `fdatasync` each, indexes them
-//! and answers every caller of the group, until no contiguous entry is
-//! left. A lone record thus passes two threads only: its signer and its
-//! caller. Checkpoints are signed and written by a thread of their own,
+//! groups it finds with one write and one `fdatasync` each, answers every
+//! caller of the group, then indexes it, until no contiguous entry is
+//! left. Indexing after the answer takes the sled update off the caller's
+//! path; a reader meanwhile waits for it, so every read sees every
+//! acknowledged record. A lone record thus passes two threads only: its
+//! signer and its caller. Checkpoints are signed and written by a thread of their own,
 //! so a slow identity key (a device) never delays records. Nothing is
 //! acknowledged before it is durable. If a signature fails, every later
 //! record chained to it is refused and the sequence rewinds; if a durable
@@ -225,6 +227,8 @@ struct Shared {
     queue: Mutex<Queue>,
     queue_cv: Condvar,
     state: Mutex<State>,
+    /// Signalled when a durable group becomes visible (see [`Shared::visible`]).
+    indexed_cv: Condvar,
     /// The records journal; held by whichever thread is the writer.
     journal: Mutex<Journal>,
     /// The checkpoints journal; held by the checkpointer.
@@ -256,8 +260,20 @@ struct Queue {
     shutdown: bool,
 }
 
+/// A durable group's index update, applied after its callers are answered.
+struct Indexing {
+    records: sled::Batch,
+    payloads: sled::Batch,
+    frontier: Frontier,
+    tip: RecordHash,
+    added: u64,
+}
+
 struct State {
+    /// Records visible to readers: durable and indexed.
     size: u64,
+    /// Records durable (and acknowledged), `size` or more.
+    durable: u64,
     tip: RecordHash,
     frontier: Frontier,
     latest_checkpoint: Option<(Checkpoint, Vec<u8>)>,
@@ -547,8 +563,10 @@ impl Ledger {
             }),
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
+            indexed_cv: Condvar::new(),
             state: Mutex::new(State {
                 size,
+                durable: size,
                 tip: tip_hash,
                 frontier,
                 latest_checkpoint,
@@ -638,7 +656,9 @@ impl Ledger {
     /// record is durable, or with the reason it was not written. `done` runs
     /// once, on a ledger thread (on the calling thread when the record is
     /// refused before signing), and must not block for long: the writer
-    /// answers a group's callers one after the other.
+    /// answers a group's callers one after the other. Nor may `done` read
+    /// the ledger: a group is indexed after its callers are answered, so
+    /// such a read on the writer's thread would wait for itself.
     pub fn append_then(
         &self,
         draft: RecordDraft,
@@ -764,12 +784,12 @@ impl Ledger {
 
     /// The number of durable records.
     pub fn size(&self) -> u64 {
-        lock(&self.shared.state).size
+        self.shared.visible().size
     }
 
     /// The last record's sequence number and chain hash.
     pub fn tip(&self) -> Option<(u64, RecordHash)> {
-        let st = lock(&self.shared.state);
+        let st = self.shared.visible();
         st.size.checked_sub(1).map(|s| (s, st.tip))
     }
 
@@ -827,10 +847,10 @@ impl Ledger {
     /// The entry bytes of record `seq`.
     pub fn entry(&self, seq: u64) -> Result<Vec<u8>> {
         let s = &self.shared;
-        if seq >= self.size() {
+        let size = self.size();
+        if seq >= size {
             return Err(Error::NotFound(format!(
-                "record {seq} does not exist (the log has {} records)",
-                self.size()
+                "record {seq} does not exist (the log has {size} records)"
             )));
         }
         let v = s
@@ -871,6 +891,7 @@ impl Ledger {
     /// A payload kept for record `seq`, with its salt, unless erased.
     pub fn payload(&self, seq: u64, name: &str) -> Result<Option<([u8; 32], Vec<u8>)>> {
         let s = &self.shared;
+        drop(s.visible());
         let Some(v) = s
             .payload_index
             .get(payload_key(seq, name))
@@ -1401,10 +1422,11 @@ impl Shared {
             group.into_iter().partition(|(_, sl)| sl.sealed.is_ok());
         if !ok.is_empty() {
             match self.write_group(journal, &ok) {
-                Ok(receipts) => {
+                Ok((receipts, indexing)) => {
                     for ((_, slot), r) in ok.into_iter().zip(receipts) {
                         (slot.reply)(Ok(r));
                     }
+                    self.index(indexing);
                 }
                 Err(e) => {
                     let why = e.to_string();
@@ -1456,11 +1478,13 @@ impl Shared {
         }
     }
 
-    fn write_group(&self, journal: &mut Journal, group: &[(u64, Slot)]) -> Result<Vec<Receipt>> {
-        let sled_err = |source| Error::Index {
-            path: self.dir.join(INDEX_DIR),
-            source,
-        };
+    /// Writes a group durably (records to the journal, payloads to the
+    /// store, in parallel); returns its receipts and its index update.
+    fn write_group(
+        &self,
+        journal: &mut Journal,
+        group: &[(u64, Slot)],
+    ) -> Result<(Vec<Receipt>, Indexing)> {
         // Payloads go to the payload store and the records to the journal,
         // both durably and in parallel (two device flushes overlap), before
         // any acknowledgement: an acknowledged record never lacks its
@@ -1496,13 +1520,18 @@ impl Shared {
             };
             Ok::<_, Error>((offsets?, locations?))
         })?;
-        // Durable now. Index and extend the tree in one atomic sled batch.
+        // Durable now. The index and the tree's new nodes go in one sled
+        // batch, applied by `index` after the callers are answered.
         let mut st = lock(&self.state);
-        let mut batch = sled::Batch::default();
+        st.durable += group.len() as u64;
+        let mut frontier = st.frontier.clone();
+        drop(st);
+        let mut records = sled::Batch::default();
         let mut receipts = Vec::with_capacity(group.len());
+        let mut tip = None;
         for (((seq, slot), bytes), offset) in group.iter().zip(&entries).zip(offsets) {
             let leaf = merkle::leaf_hash(bytes);
-            batch.insert(
+            records.insert(
                 &rkey(*seq)[..],
                 &Location {
                     offset,
@@ -1511,34 +1540,68 @@ impl Shared {
                 }
                 .encode()[..],
             );
-            st.frontier
-                .push(leaf, |l, i, h| batch.insert(&mkey(l, i)[..], &h[..]));
+            frontier.push(leaf, |l, i, h| records.insert(&mkey(l, i)[..], &h[..]));
             receipts.push(Receipt {
                 seq: *seq,
                 hash: slot.hash.to_hex(),
                 leaf: hex::encode(leaf),
             });
-            st.tip = slot.hash;
+            tip = Some(slot.hash);
         }
-        let mut payload_batch = sled::Batch::default();
+        let mut payloads_batch = sled::Batch::default();
         for (p, loc) in payloads.iter().zip(locations) {
-            payload_batch.insert(payload_key(p.seq, p.name), &loc.encode()[..]);
+            payloads_batch.insert(payload_key(p.seq, p.name), &loc.encode()[..]);
         }
-        st.size += group.len() as u64;
+        let indexing = Indexing {
+            records,
+            payloads: payloads_batch,
+            frontier,
+            tip: tip.unwrap_or(RecordHash([0; 32])),
+            added: group.len() as u64,
+        };
+        Ok((receipts, indexing))
+    }
+
+    /// Applies a durable group's index batch and only then makes the group
+    /// visible to readers (its size, tip and tree); readers wait for this in
+    /// [`Shared::visible`].
+    fn index(&self, ix: Indexing) {
         let indexed = self
             .index
-            .apply_batch(batch)
-            .and_then(|_| self.payload_index.apply_batch(payload_batch));
+            .apply_batch(ix.records)
+            .and_then(|_| self.payload_index.apply_batch(ix.payloads));
+        let mut st = lock(&self.state);
+        st.size += ix.added;
+        st.tip = ix.tip;
+        st.frontier = ix.frontier;
         if let Err(e) = indexed {
             // The records and payloads are durable (the journal and the store
-            // are the truth) and are acknowledged; the index is rebuilt from
+            // are the truth) and were acknowledged; the index is rebuilt from
             // them on reopen.
             st.poisoned = Some(format!(
                 "index update failed, reopen the ledger: {}",
-                sled_err(e)
+                Error::Index {
+                    path: self.dir.join(INDEX_DIR),
+                    source: e,
+                }
             ));
         }
-        Ok(receipts)
+        drop(st);
+        self.indexed_cv.notify_all();
+    }
+
+    /// The state once every durable record is visible: a reader waits out
+    /// the indexing of a group whose callers were answered already, so it
+    /// sees every acknowledged record.
+    fn visible(&self) -> MutexGuard<'_, State> {
+        let mut st = lock(&self.state);
+        while st.size < st.durable && st.poisoned.is_none() {
+            st = self
+                .indexed_cv
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        st
     }
 
     /// Signs a checkpoint of the log as it is now and appends it to the
@@ -1547,7 +1610,7 @@ impl Shared {
     fn make_checkpoint(&self) -> Result<(Checkpoint, Vec<u8>)> {
         let mut cp_journal = lock(&self.cp_journal);
         let (size, root) = {
-            let st = lock(&self.state);
+            let st = self.visible();
             if let Some(p) = &st.poisoned {
                 return Err(Error::Poisoned(p.clone()));
             }

@@ -98,6 +98,65 @@ fn concurrent_appends_are_contiguous_and_verify() {
     assert_eq!(report.checkpointed_size, 201);
 }
 
+/// A group is indexed after its callers are answered: whoever holds a
+/// receipt must still find its record, tree, tip, payload and checkpoint at
+/// once, from any thread.
+#[test]
+fn every_acknowledged_record_is_readable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Arc::new(new_ledger(
+        dir.path(),
+        LedgerConfig {
+            checkpoint_every_records: 0,
+            checkpoint_every: None,
+            ..Default::default()
+        },
+    ));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let text = format!("payload {t}/{i}").into_bytes();
+                    let mut d = draft(t * 1000 + i);
+                    d.payloads = vec![("p".into(), text.clone())];
+                    let r = l.append(d).unwrap();
+                    let size = l.size();
+                    assert!(size > r.seq, "size {size} after receipt {}", r.seq);
+                    assert!(l.tip().unwrap().0 >= r.seq);
+                    let entry = l.entry(r.seq).unwrap();
+                    assert_eq!(hex::encode(merkle::leaf_hash(&entry)), r.leaf);
+                    let proof = l.inclusion_proof(r.seq, r.seq + 1).unwrap();
+                    let root = l.root(r.seq + 1).unwrap();
+                    let leaf = merkle::leaf_hash(&entry);
+                    assert!(merkle::verify_inclusion(
+                        r.seq,
+                        r.seq + 1,
+                        &leaf,
+                        &proof,
+                        &root
+                    ));
+                    assert_eq!(l.payload(r.seq, "p").unwrap().unwrap().1, text);
+                    if i % 8 == 0 {
+                        let cp = l.checkpoint().unwrap();
+                        let cp = cairn_attest::checkpoint::Checkpoint::open(&cp, l.keys()).unwrap();
+                        assert!(
+                            cp.size > r.seq,
+                            "checkpoint of {} misses {}",
+                            cp.size,
+                            r.seq
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(l.size(), 161);
+}
+
 #[test]
 fn proofs_verify_against_signed_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
