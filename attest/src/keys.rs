@@ -13,7 +13,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use fips204::ml_dsa_65;
-use fips204::traits::{KeyGen, SerDes, Signer as _, Verifier as _};
+use fips204::traits::{KeyGen, SerDes, Verifier as _};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -290,18 +290,44 @@ pub trait Signer: Send + Sync {
 }
 
 /// A software ML-DSA-65 key, expanded from a 32-byte seed, mlocked.
+///
+/// Two independent FIPS 204 implementations share the work: `fips204`
+/// derives the key pair from the seed and checks every signature, and
+/// `libcrux-ml-dsa` (formally verified arithmetic, an AVX2 path chosen at
+/// run time) makes the signatures. A signature the check refuses is an
+/// error, never returned.
 pub struct SoftwareMlDsa65 {
     public: PublicKey,
-    secret: Locked<ml_dsa_65::PrivateKey>,
+    secret: Locked<SigningKey>,
+}
+
+/// libcrux's signing key, zeroised on drop (the type does not do it itself).
+struct SigningKey(libcrux_ml_dsa::ml_dsa_65::MLDSA65SigningKey);
+
+impl Drop for SigningKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self.0.as_mut_slice());
+    }
 }
 
 impl SoftwareMlDsa65 {
     /// Derives the key pair from a seed (FIPS 204 `ML-DSA.KeyGen_internal`).
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self> {
         let (pk, sk) = ml_dsa_65::KG::keygen_from_seed(seed);
+        Self::from_parts(name, pk, sk)
+    }
+
+    /// The signer of private key `sk` (in its FIPS 204 encoding) whose
+    /// signatures must verify under `pk`.
+    fn from_parts(name: &str, pk: ml_dsa_65::PublicKey, sk: ml_dsa_65::PrivateKey) -> Result<Self> {
+        let encoded = Zeroizing::new(sk.into_bytes());
+        let mut secret = Locked::new(SigningKey(
+            libcrux_ml_dsa::ml_dsa_65::MLDSA65SigningKey::new([0; ml_dsa_65::SK_LEN]),
+        ));
+        secret.0.as_mut_slice().copy_from_slice(&encoded[..]);
         Ok(SoftwareMlDsa65 {
             public: PublicKey::new(name, Algorithm::MlDsa65, pk.into_bytes().to_vec())?,
-            secret: Locked::new(sk),
+            secret,
         })
     }
 }
@@ -316,13 +342,22 @@ impl Signer for SoftwareMlDsa65 {
     }
 
     fn sign(&self, msg: &[u8], ctx: &[u8]) -> Result<Vec<u8>> {
-        self.secret
-            .try_sign(msg, ctx)
-            .map(|s| s.to_vec())
-            .map_err(|e| Error::Signer {
-                key: self.public.name.clone(),
-                why: e.to_string(),
-            })
+        let failed = |why: String| Error::Signer {
+            key: self.public.name.clone(),
+            why,
+        };
+        // Hedged signing (FIPS 204 §3.4): fresh randomness for each signature.
+        let mut rnd = Zeroizing::new([0u8; 32]);
+        getrandom::getrandom(&mut rnd[..])
+            .map_err(|e| failed(format!("no randomness for signing: {e}")))?;
+        let sig = libcrux_ml_dsa::ml_dsa_65::sign(&self.secret.0, msg, ctx, *rnd)
+            .map_err(|e| failed(format!("ML-DSA-65 signing failed: {e:?}")))?;
+        if !self.public.verify(msg, sig.as_ref(), ctx) {
+            return Err(failed(
+                "the signature did not verify under fips204 (signer fault); not used".into(),
+            ));
+        }
+        Ok(sig.as_ref().to_vec())
     }
 }
 
@@ -632,6 +667,32 @@ mod tests {
         assert!(k.public_key().verify(b"msg", &sig, CTX_RECORD));
         assert!(!k.public_key().verify(b"msg", &sig, CTX_CHECKPOINT));
         assert!(!k.public_key().verify(b"msh", &sig, CTX_RECORD));
+    }
+
+    #[test]
+    fn signatures_are_plain_fips204_and_a_faulty_one_is_refused() {
+        // fips204's own verifier, not the key's, accepts the signatures.
+        let (pk, _) = ml_dsa_65::KG::keygen_from_seed(&[3; 32]);
+        let k = SoftwareMlDsa65::from_seed("log.example", &[3; 32]).unwrap();
+        assert_eq!(k.public_key().bytes(), &pk.clone().into_bytes()[..]);
+        let a = k.sign(b"record", CTX_RECORD).unwrap();
+        let b = k.sign(b"record", CTX_RECORD).unwrap();
+        assert_ne!(a, b, "hedged: each signature draws fresh randomness");
+        for sig in [&a, &b] {
+            let sig: &[u8; ml_dsa_65::SIG_LEN] = sig[..].try_into().unwrap();
+            assert!(pk.verify(b"record", sig, CTX_RECORD));
+        }
+        // A signer whose secret does not match its public key stands for a
+        // faulty signature: the check refuses it and nothing is returned.
+        let (_, other) = ml_dsa_65::KG::keygen_from_seed(&[4; 32]);
+        let faulty = SoftwareMlDsa65::from_parts("log.example", pk, other).unwrap();
+        let err = faulty.sign(b"record", CTX_RECORD).unwrap_err();
+        assert!(
+            err.to_string().contains("did not verify under fips204"),
+            "{err}"
+        );
+        // Context strings over 255 bytes are refused, not truncated.
+        assert!(k.sign(b"record", &[b'c'; 256]).is_err());
     }
 
     #[test]

@@ -39,6 +39,12 @@ impl<T> std::ops::Deref for Locked<T> {
     }
 }
 
+impl<T> std::ops::DerefMut for Locked<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
 impl<T> Drop for Locked<T> {
     fn drop(&mut self) {
         if self.locked {

@@ -1,6 +1,6 @@
 //! `cairn bench ledger`: the audit core's throughput against its bare
-//! cryptographic ceilings, measured in the same run. (`cairn bench gate`:
-//! see `bench_gate`.)
+//! cryptographic ceilings, measured in the same run. (`cairn bench gate`,
+//! `sign`, `inference`: see `bench_gate`, `bench_sign`, `bench_inference`.)
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,18 +9,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use cairn_attest::keys::{Signer, SoftwareMlDsa65, CTX_RECORD};
 use cairn_attest::ledger_files::LedgerFiles;
 use cairn_attest::payload::PayloadPolicy;
 use cairn_attest::verify::{verify_log, Options};
 use cairn_attest::{Actor, Keyring, Ledger, LedgerConfig, RecordDraft};
 use clap::Subcommand;
-use fips204::ml_dsa_65;
-use fips204::traits::{KeyGen, Signer, Verifier};
 
 #[derive(Subcommand)]
 pub(super) enum BenchCommand {
     /// Durable appends/s and verified records/s, each as a ratio of the
-    /// bare ML-DSA-65 sign and verify ceilings measured on all cores.
+    /// bare ML-DSA-65 sign and verify ceilings (the ledger's own signer and
+    /// verifier) measured on all cores.
     Ledger {
         /// How many synthetic records to append.
         #[arg(long, default_value_t = 10_000)]
@@ -63,6 +63,14 @@ pub(super) enum BenchCommand {
         /// the percentiles of all their requests together follow.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+    },
+    /// One record signature's latency, as the ledger's signer makes it
+    /// (libcrux-ml-dsa, each signature checked by fips204), against
+    /// fips204's `try_sign` alone, alternating on one thread.
+    Sign {
+        /// Signatures of each kind.
+        #[arg(long, default_value_t = 2_000)]
+        signatures: usize,
     },
     /// Prompt-processing and decode tokens/s of a model file, to compare
     /// with llama.cpp's `llama-bench -p 128 -n 64 -t N` on the same file.
@@ -122,6 +130,7 @@ pub(super) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             runs,
             json,
         } => super::bench_inference::run(&model, threads, prompt_tokens, gen_tokens, runs, json),
+        BenchCommand::Sign { signatures } => super::bench_sign::run(signatures, &sample_text()?),
     }
 }
 
@@ -184,11 +193,10 @@ fn ledger(
         dir.display()
     );
 
-    let sample = synthetic(0);
-    let msg = serde_json::to_vec(&sample.body)?.repeat(3);
+    let msg = sample_text()?;
     // Shared machines drift: the ceilings are measured before and after
     // the ledger phases, and the ratios use their mean.
-    let (sign_before, verify_before) = ceilings(&msg, cores);
+    let (sign_before, verify_before) = ceilings(&msg, cores)?;
 
     let keys = Keyring::create(
         &crate::cli::keys::keys_dir(&dir),
@@ -257,7 +265,7 @@ fn ledger(
     let report = report.context("no verification pass ran")?;
     rates.sort_by(f64::total_cmp);
     let verify_rate = rates[1];
-    let (sign_after, verify_after) = ceilings(&msg, cores);
+    let (sign_after, verify_after) = ceilings(&msg, cores)?;
     let sign_rate = (sign_before + sign_after) / 2.0;
     let verify_ceiling = (verify_before + verify_after) / 2.0;
     println!("bare ML-DSA-65 sign     {sign_rate:>9.0} /s  (all {cores} cores; {sign_before:.0} before, {sign_after:.0} after)");
@@ -284,13 +292,17 @@ fn ledger(
     Ok(ExitCode::SUCCESS)
 }
 
+/// About as many bytes as a request record's text, to sign.
+fn sample_text() -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&synthetic(0).body)?.repeat(3))
+}
+
 /// Bare ML-DSA-65 signs/s and verifies/s with one thread per core, each
-/// measured for about two seconds.
-fn ceilings(msg: &[u8], cores: usize) -> (f64, f64) {
-    let (pk, sk) = ml_dsa_65::KG::keygen_from_seed(&[7; 32]);
-    let sig = sk
-        .try_sign(msg, b"cairn/record/v1")
-        .unwrap_or([0; ml_dsa_65::SIG_LEN]);
+/// measured for about two seconds, with the ledger's own signer and
+/// verifier.
+fn ceilings(msg: &[u8], cores: usize) -> anyhow::Result<(f64, f64)> {
+    let key = SoftwareMlDsa65::from_seed("bench.example/log", &[7; 32])?;
+    let sig = key.sign(msg, CTX_RECORD)?;
     let per_core = |work: &(dyn Fn() + Sync)| -> f64 {
         let window = Duration::from_secs(2);
         let done = AtomicU64::new(0);
@@ -308,12 +320,12 @@ fn ceilings(msg: &[u8], cores: usize) -> (f64, f64) {
         done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
     };
     let sign = per_core(&|| {
-        let _ = std::hint::black_box(sk.try_sign(msg, b"cairn/record/v1"));
+        let _ = std::hint::black_box(key.sign(msg, CTX_RECORD));
     });
     let verify = per_core(&|| {
-        std::hint::black_box(pk.verify(msg, &sig, b"cairn/record/v1"));
+        std::hint::black_box(key.public_key().verify(msg, &sig, CTX_RECORD));
     });
-    (sign, verify)
+    Ok((sign, verify))
 }
 
 /// Bytes allocated on disk under `path` (files' blocks, recursively).

@@ -4,6 +4,7 @@ mod anchor;
 mod bench;
 mod bench_gate;
 mod bench_inference;
+mod bench_sign;
 mod daemon_cmds;
 mod disclose;
 mod evidence;
