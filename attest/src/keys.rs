@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::note::check_key_name;
-use crate::secure_mem::Locked;
+use crate::secure_mem::{scrub_stack, Locked};
 
 /// ML-DSA-65 context for record signatures.
 pub const CTX_RECORD: &[u8] = b"cairn/record/v1";
@@ -301,6 +301,10 @@ pub struct SoftwareMlDsa65 {
     secret: Locked<SigningKey>,
 }
 
+/// Stack that one libcrux ML-DSA-65 signature may use and leave secrets in,
+/// in 8-byte words: 192 KiB (a thread needs 137–144 KiB to sign, AVX2 path).
+const SIGNING_STACK_WORDS: usize = 192 * 1024 / 8;
+
 /// libcrux's signing key, zeroised on drop (the type does not do it itself).
 struct SigningKey(libcrux_ml_dsa::ml_dsa_65::MLDSA65SigningKey);
 
@@ -324,7 +328,11 @@ impl SoftwareMlDsa65 {
         let mut secret = Locked::new(SigningKey(
             libcrux_ml_dsa::ml_dsa_65::MLDSA65SigningKey::new([0; ml_dsa_65::SK_LEN]),
         ));
-        secret.0.as_mut_slice().copy_from_slice(&encoded[..]);
+        secret
+            .value_mut()
+            .0
+            .as_mut_slice()
+            .copy_from_slice(&encoded[..]);
         Ok(SoftwareMlDsa65 {
             public: PublicKey::new(name, Algorithm::MlDsa65, pk.into_bytes().to_vec())?,
             secret,
@@ -350,8 +358,12 @@ impl Signer for SoftwareMlDsa65 {
         let mut rnd = Zeroizing::new([0u8; 32]);
         getrandom::getrandom(&mut rnd[..])
             .map_err(|e| failed(format!("no randomness for signing: {e}")))?;
-        let sig = libcrux_ml_dsa::ml_dsa_65::sign(&self.secret.0, msg, ctx, *rnd)
-            .map_err(|e| failed(format!("ML-DSA-65 signing failed: {e:?}")))?;
+        let signed = libcrux_ml_dsa::ml_dsa_65::sign(&self.secret.0, msg, ctx, *rnd);
+        // libcrux decodes the key's secret parts onto this thread's stack
+        // for each signature (about 140 KiB deep, measured) and does not
+        // wipe them; overwrite that stack before anything else runs on it.
+        scrub_stack::<SIGNING_STACK_WORDS>();
+        let sig = signed.map_err(|e| failed(format!("ML-DSA-65 signing failed: {e:?}")))?;
         if !self.public.verify(msg, sig.as_ref(), ctx) {
             return Err(failed(
                 "the signature did not verify under fips204 (signer fault); not used".into(),

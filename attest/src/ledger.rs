@@ -937,6 +937,8 @@ impl Ledger {
         before: impl FnOnce(u64) -> Result<()>,
     ) -> Result<u64> {
         let s = &self.shared;
+        // Payloads of acknowledged records still being indexed are erased too.
+        drop(s.visible());
         let path = s.dir.join(PAYLOAD_STORE);
         let mut chosen = Vec::new();
         for kv in s.payload_index.iter() {
@@ -1423,10 +1425,17 @@ impl Shared {
         if !ok.is_empty() {
             match self.write_group(journal, &ok) {
                 Ok((receipts, indexing)) => {
-                    for ((_, slot), r) in ok.into_iter().zip(receipts) {
-                        (slot.reply)(Ok(r));
-                    }
+                    // The group is indexed even if a reply panics, so that
+                    // readers waiting for it are released.
+                    let replied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        for ((_, slot), r) in ok.into_iter().zip(receipts) {
+                            (slot.reply)(Ok(r));
+                        }
+                    }));
                     self.index(indexing);
+                    if let Err(panic) = replied {
+                        std::panic::resume_unwind(panic);
+                    }
                 }
                 Err(e) => {
                     let why = e.to_string();
@@ -1566,25 +1575,31 @@ impl Shared {
     /// visible to readers (its size, tip and tree); readers wait for this in
     /// [`Shared::visible`].
     fn index(&self, ix: Indexing) {
-        let indexed = self
-            .index
-            .apply_batch(ix.records)
-            .and_then(|_| self.payload_index.apply_batch(ix.payloads));
+        // A panic inside sled must not leave readers waiting for a group
+        // that will never become visible: it poisons the ledger instead.
+        let (records, payloads) = (ix.records, ix.payloads);
+        let indexed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.index
+                .apply_batch(records)
+                .and_then(|_| self.payload_index.apply_batch(payloads))
+                .map_err(|e| {
+                    Error::Index {
+                        path: self.dir.join(INDEX_DIR),
+                        source: e,
+                    }
+                    .to_string()
+                })
+        }))
+        .unwrap_or_else(|_| Err("the index database panicked".into()));
         let mut st = lock(&self.state);
         st.size += ix.added;
         st.tip = ix.tip;
         st.frontier = ix.frontier;
-        if let Err(e) = indexed {
+        if let Err(why) = indexed {
             // The records and payloads are durable (the journal and the store
             // are the truth) and were acknowledged; the index is rebuilt from
             // them on reopen.
-            st.poisoned = Some(format!(
-                "index update failed, reopen the ledger: {}",
-                Error::Index {
-                    path: self.dir.join(INDEX_DIR),
-                    source: e,
-                }
-            ));
+            st.poisoned = Some(format!("index update failed, reopen the ledger: {why}"));
         }
         drop(st);
         self.indexed_cv.notify_all();

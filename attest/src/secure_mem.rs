@@ -30,18 +30,27 @@ impl<T> Locked<T> {
     pub fn is_locked(&self) -> bool {
         self.locked
     }
+
+    /// The value, to fill in place (so a secret is never moved out).
+    pub(crate) fn value_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+/// Overwrites the stack below the caller's frame: where a function the
+/// caller just returned from (a signature) kept secret intermediates.
+/// `WORDS` (8-byte words) must cover that function's deepest stack use.
+#[inline(never)]
+pub(crate) fn scrub_stack<const WORDS: usize>() {
+    let mut area = [0u64; WORDS];
+    zeroize::Zeroize::zeroize(&mut area[..]);
+    std::hint::black_box(&area);
 }
 
 impl<T> std::ops::Deref for Locked<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.value
-    }
-}
-
-impl<T> std::ops::DerefMut for Locked<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.value
     }
 }
 

@@ -100,7 +100,7 @@ fn concurrent_appends_are_contiguous_and_verify() {
 
 /// A group is indexed after its callers are answered: whoever holds a
 /// receipt must still find its record, tree, tip, payload and checkpoint at
-/// once, from any thread.
+/// once, from any thread, and erasing its payload at once must erase it.
 #[test]
 fn every_acknowledged_record_is_readable_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,6 +121,12 @@ fn every_acknowledged_record_is_readable_at_once() {
                     let mut d = draft(t * 1000 + i);
                     d.payloads = vec![("p".into(), text.clone())];
                     let r = l.append(d).unwrap();
+                    if i % 5 == 4 {
+                        // Erased at once, before any read: none is left.
+                        assert_eq!(l.erase_payloads(r.seq, r.seq + 1).unwrap(), 1);
+                        assert_eq!(l.payload(r.seq, "p").unwrap(), None);
+                        continue;
+                    }
                     let size = l.size();
                     assert!(size > r.seq, "size {size} after receipt {}", r.seq);
                     assert!(l.tip().unwrap().0 >= r.seq);

@@ -183,6 +183,23 @@ fn keys_init_refuses_to_overwrite_and_show_refuses_loose_modes() {
 }
 
 #[test]
+fn bench_sign_compares_the_ledger_signer_with_fips204() {
+    let text = cairn_ok(&["bench", "sign", "--signatures", "100"]);
+    for line in [
+        "fips204 try_sign (baseline)",
+        "cairn's signer",
+        "of which the fips204 check",
+        "ratio baseline / cairn",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in {text}");
+    }
+    let out = cairn(&["bench", "sign", "--signatures", "10"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("at least 100"), "{err}");
+}
+
+#[test]
 fn bench_leaves_a_ledger_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("bench");
@@ -195,7 +212,7 @@ fn bench_leaves_a_ledger_that_verifies() {
         out_dir.to_str().unwrap(),
     ]);
     for line in [
-        "bare ML-DSA-65 sign",
+        "ML-DSA-65 sign+check",
         "durable appends",
         "x sign ceiling",
         "x verify ceiling",
