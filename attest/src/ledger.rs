@@ -21,8 +21,9 @@
 //! left. Indexing after the answer takes the sled update off the caller's
 //! path; a reader meanwhile waits for it, so every read sees every
 //! acknowledged record. A lone record thus passes two threads only: its
-//! signer and its caller. Checkpoints are signed and written by a thread of their own,
-//! so a slow identity key (a device) never delays records. Nothing is
+//! signer and its caller. Checkpoints are signed and written by a thread
+//! of their own, so a slow identity key (a device) never delays records.
+//! Nothing is
 //! acknowledged before it is durable. If a signature fails, every later
 //! record chained to it is refused and the sequence rewinds; if a durable
 //! write fails, the ledger refuses all further appends until it is
@@ -265,7 +266,8 @@ struct Indexing {
     records: sled::Batch,
     payloads: sled::Batch,
     frontier: Frontier,
-    tip: RecordHash,
+    /// The chain hash of the group's last record.
+    tip: Option<RecordHash>,
     added: u64,
 }
 
@@ -782,7 +784,8 @@ impl Ledger {
         })
     }
 
-    /// The number of durable records.
+    /// The number of durable records: every acknowledged one (a group
+    /// acknowledged but still being indexed is waited for).
     pub fn size(&self) -> u64 {
         self.shared.visible().size
     }
@@ -1537,7 +1540,6 @@ impl Shared {
         drop(st);
         let mut records = sled::Batch::default();
         let mut receipts = Vec::with_capacity(group.len());
-        let mut tip = None;
         for (((seq, slot), bytes), offset) in group.iter().zip(&entries).zip(offsets) {
             let leaf = merkle::leaf_hash(bytes);
             records.insert(
@@ -1555,7 +1557,6 @@ impl Shared {
                 hash: slot.hash.to_hex(),
                 leaf: hex::encode(leaf),
             });
-            tip = Some(slot.hash);
         }
         let mut payloads_batch = sled::Batch::default();
         for (p, loc) in payloads.iter().zip(locations) {
@@ -1565,7 +1566,7 @@ impl Shared {
             records,
             payloads: payloads_batch,
             frontier,
-            tip: tip.unwrap_or(RecordHash([0; 32])),
+            tip: group.last().map(|(_, slot)| slot.hash),
             added: group.len() as u64,
         };
         Ok((receipts, indexing))
@@ -1593,7 +1594,7 @@ impl Shared {
         .unwrap_or_else(|_| Err("the index database panicked".into()));
         let mut st = lock(&self.state);
         st.size += ix.added;
-        st.tip = ix.tip;
+        st.tip = ix.tip.unwrap_or(st.tip);
         st.frontier = ix.frontier;
         if let Err(why) = indexed {
             // The records and payloads are durable (the journal and the store
