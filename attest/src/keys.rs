@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::note::check_key_name;
-use crate::secure_mem::{scrub_stack, Locked};
+use crate::secure_mem::{lock_stack_once, scrub_stack, Locked};
 
 /// ML-DSA-65 context for record signatures.
 pub const CTX_RECORD: &[u8] = b"cairn/record/v1";
@@ -358,10 +358,12 @@ impl Signer for SoftwareMlDsa65 {
         let mut rnd = Zeroizing::new([0u8; 32]);
         getrandom::getrandom(&mut rnd[..])
             .map_err(|e| failed(format!("no randomness for signing: {e}")))?;
-        let signed = libcrux_ml_dsa::ml_dsa_65::sign(&self.secret.0, msg, ctx, *rnd);
         // libcrux decodes the key's secret parts onto this thread's stack
         // for each signature (about 140 KiB deep, measured) and does not
-        // wipe them; overwrite that stack before anything else runs on it.
+        // wipe them: that stack is locked in RAM (once per thread) and
+        // overwritten after every signature, before anything else runs on it.
+        lock_stack_once(SIGNING_STACK_WORDS * 8 + 64 * 1024);
+        let signed = libcrux_ml_dsa::ml_dsa_65::sign(&self.secret.0, msg, ctx, *rnd);
         scrub_stack::<SIGNING_STACK_WORDS>();
         let sig = signed.map_err(|e| failed(format!("ML-DSA-65 signing failed: {e:?}")))?;
         if !self.public.verify(msg, sig.as_ref(), ctx) {
@@ -705,6 +707,17 @@ mod tests {
         );
         // Context strings over 255 bytes are refused, not truncated.
         assert!(k.sign(b"record", &[b'c'; 256]).is_err());
+    }
+
+    #[test]
+    fn signing_locks_the_stack_it_leaves_secrets_on() {
+        let k = SoftwareMlDsa65::from_seed("log.example", &[5; 32]).unwrap();
+        let locked = crate::secure_mem::tests::stack_kib_locked_by(move || {
+            k.sign(b"record", CTX_RECORD).unwrap();
+        });
+        if let Some(kib) = locked {
+            assert!(kib >= 192, "{kib} KiB of the signing stack locked");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! marked not dumpable (`PR_SET_DUMPABLE = 0`, which also blocks
 //! `ptrace` attach by other unprivileged processes) as soon as a secret key
 //! is loaded. Zeroisation on drop is the job of the key types themselves
-//! (`zeroize`); this module only pins and unpins memory.
+//! (`zeroize`); this module only pins and unpins memory, and locks and
+//! scrubs the stack a signature leaves its intermediates on.
 
 use std::sync::Once;
 
@@ -35,6 +36,23 @@ impl<T> Locked<T> {
     pub(crate) fn value_mut(&mut self) -> &mut T {
         &mut self.value
     }
+}
+
+/// Locks `bytes` of the calling thread's stack below the caller's frame in
+/// RAM, once per thread and best effort like [`Locked`], so that secrets a
+/// callee computes there are never swapped out. The lock lasts as long as
+/// the thread.
+pub(crate) fn lock_stack_once(bytes: usize) {
+    thread_local!(static LOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    LOCKED.with(|done| {
+        if !done.replace(true) {
+            let marker = 0u8;
+            let top = std::hint::black_box(&marker) as *const u8 as usize;
+            let bottom = top.saturating_sub(bytes);
+            let ok = lock_region(bottom as *const u8, top - bottom);
+            eprintln!("DEBUG lock {bottom:x}-{top:x} {ok}");
+        }
+    });
 }
 
 /// Overwrites the stack below the caller's frame: where a function the
@@ -103,7 +121,7 @@ pub fn forbid_core_dumps() {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -111,5 +129,65 @@ mod tests {
         let v = Locked::new([7u8; 64]);
         assert_eq!(v[3], 7);
         assert!(!nix::sys::prctl::get_dumpable().unwrap());
+    }
+
+    /// KiB locked in the mappings that overlap the 1 MiB below `addr` (an
+    /// address on a thread's stack), from /proc/self/smaps: locking part of
+    /// a mapping splits it, so the locked part is a mapping of its own.
+    fn locked_kib_below(addr: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let (mut inside, mut total) = (false, 0);
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
+                    inside = a <= addr && b > addr.saturating_sub(1 << 20);
+                    continue;
+                }
+            }
+            if let (true, Some(kib)) = (inside, line.strip_prefix("Locked:")) {
+                total += kib
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        }
+        total
+    }
+
+    /// Runs `work` on a new thread and returns the KiB of that thread's
+    /// stack it locked, or `None` where this process may not lock that much.
+    /// The stack is 64 MiB, more than glibc caches, so it is freshly mapped
+    /// and carries no lock from an earlier thread.
+    pub(crate) fn stack_kib_locked_by(work: impl FnOnce() + Send + 'static) -> Option<u64> {
+        use nix::sys::resource::{getrlimit, Resource};
+        let may_lock = nix::unistd::geteuid().is_root()
+            || getrlimit(Resource::RLIMIT_MEMLOCK).is_ok_and(|(soft, _)| soft >= 4 << 20);
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let here = 0u8;
+                let addr = std::hint::black_box(&here) as *const u8 as usize;
+                assert_eq!(locked_kib_below(addr), 0, "a fresh stack is not locked");
+                work();
+                may_lock.then(|| locked_kib_below(addr))
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_threads_stack_is_locked_once() {
+        let locked = stack_kib_locked_by(|| {
+            lock_stack_once(256 * 1024);
+            lock_stack_once(1024 * 1024);
+        });
+        if let Some(kib) = locked {
+            assert!((256..=264).contains(&kib), "{kib} KiB locked");
+        }
     }
 }
