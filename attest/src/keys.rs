@@ -362,7 +362,7 @@ impl Signer for SoftwareMlDsa65 {
         // for each signature (about 140 KiB deep, measured) and does not
         // wipe them: that stack is locked in RAM (once per thread) and
         // overwritten after every signature, before anything else runs on it.
-        lock_stack_once(SIGNING_STACK_WORDS * 8 + 64 * 1024);
+        lock_stack_once::<{ SIGNING_STACK_WORDS + 64 * 1024 / 8 }>();
         let signed = libcrux_ml_dsa::ml_dsa_65::sign(&self.secret.0, msg, ctx, *rnd);
         scrub_stack::<SIGNING_STACK_WORDS>();
         let sig = signed.map_err(|e| failed(format!("ML-DSA-65 signing failed: {e:?}")))?;

@@ -38,19 +38,22 @@ impl<T> Locked<T> {
     }
 }
 
-/// Locks `bytes` of the calling thread's stack below the caller's frame in
-/// RAM, once per thread and best effort like [`Locked`], so that secrets a
-/// callee computes there are never swapped out. The lock lasts as long as
-/// the thread.
-pub(crate) fn lock_stack_once(bytes: usize) {
+/// Locks about `WORDS` 8-byte words of the calling thread's stack below
+/// the caller's frame in RAM, once per thread and best effort like
+/// [`Locked`], so that secrets a callee computes there are never swapped
+/// out. The area is written first, because the main thread's stack is
+/// mapped only as it grows. The lock lasts as long as the thread's stack.
+pub(crate) fn lock_stack_once<const WORDS: usize>() {
     thread_local!(static LOCKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
     LOCKED.with(|done| {
         if !done.replace(true) {
+            scrub_stack::<WORDS>();
             let marker = 0u8;
             let top = std::hint::black_box(&marker) as *const u8 as usize;
-            let bottom = top.saturating_sub(bytes);
-            let ok = lock_region(bottom as *const u8, top - bottom);
-            eprintln!("DEBUG lock {bottom:x}-{top:x} {ok}");
+            // Stay within what `scrub_stack` wrote (its frame starts a little
+            // below this one).
+            let bytes = (WORDS * 8).saturating_sub(16 * 1024);
+            lock_region(top.saturating_sub(bytes) as *const u8, bytes);
         }
     });
 }
@@ -183,11 +186,11 @@ pub(crate) mod tests {
     #[test]
     fn a_threads_stack_is_locked_once() {
         let locked = stack_kib_locked_by(|| {
-            lock_stack_once(256 * 1024);
-            lock_stack_once(1024 * 1024);
+            lock_stack_once::<{ 256 * 1024 / 8 }>();
+            lock_stack_once::<{ 1024 * 1024 / 8 }>();
         });
         if let Some(kib) = locked {
-            assert!((256..=264).contains(&kib), "{kib} KiB locked");
+            assert!((240..=248).contains(&kib), "{kib} KiB locked");
         }
     }
 }
